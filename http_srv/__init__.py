@@ -1,0 +1,1 @@
+"""pullchat HTTP front end: the public API, forwarded to the RPC service."""

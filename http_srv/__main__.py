@@ -1,0 +1,3 @@
+from http_srv.server import main
+
+main()

@@ -1,0 +1,48 @@
+"""The front end's Sanic application factory."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from sanic import Sanic
+
+from http_srv import routes
+from http_srv.context import App, AppContext
+from http_srv.errors import JsonErrorHandler
+from http_srv.rpc_client import RpcClient
+from http_srv.settings import Settings
+
+APP_NAME = "pullchat"
+OPENAPI_DOCUMENT = files("http_srv").joinpath("openapi.json").read_bytes()
+
+
+def create_app(settings: Settings | None = None) -> App:
+    """Build the front end; each worker calls this and opens its own RPC session."""
+    settings = settings or Settings.from_env()
+    app: App = Sanic(APP_NAME, ctx=AppContext(settings), error_handler=JsonErrorHandler())
+    app.config.update(
+        REQUEST_MAX_SIZE=settings.request_max_bytes,
+        REQUEST_MAX_HEADER_SIZE=settings.request_max_header_bytes,
+        REQUEST_TIMEOUT=settings.request_timeout,
+        KEEP_ALIVE_TIMEOUT=settings.keepalive_timeout,
+        GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_timeout,
+        ACCESS_LOG=settings.access_log,
+        MOTD=False,
+    )
+    routes.register(app, OPENAPI_DOCUMENT)
+
+    @app.before_server_start
+    async def open_rpc(app: App) -> None:
+        app.ctx.rpc = RpcClient(
+            settings.rpc_url,
+            settings.rpc_timeout,
+            settings.rpc_pool_size,
+            settings.rpc_keepalive,
+        )
+        await app.ctx.rpc.start()
+
+    @app.after_server_stop
+    async def close_rpc(app: App) -> None:
+        await app.ctx.rpc.close()
+
+    return app

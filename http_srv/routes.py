@@ -1,0 +1,103 @@
+"""The public endpoints: read and check the parameters, call the RPC service, answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from sanic import HTTPResponse, Request
+from sanic.http import Http
+
+from http_srv.context import App, ctx
+from http_srv.errors import ApiError
+from http_srv.params import merge_fields, parse_body, parse_urlencoded, pull_params, send_params
+
+_PONG = orjson.dumps({"message": "pong"})
+
+
+def ok(body: dict[str, Any]) -> HTTPResponse:
+    return HTTPResponse(orjson.dumps(body), content_type="application/json")
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body, which must arrive within REQUEST_TIMEOUT of the headers.
+
+    The routes stream their bodies so that a client trickling one is cut off
+    (408, connection closed) instead of holding its connection indefinitely.
+    """
+    stream = request.stream
+    if not isinstance(stream, Http):
+        return request.body
+    settings = ctx(request).settings
+    # Sanic lifts the size limit for streamed bodies; put it back.
+    stream.request_max_size = settings.request_max_bytes
+    try:
+        async with asyncio.timeout(settings.request_timeout):
+            await request.receive_body()  # type: ignore[no-untyped-call]
+    except TimeoutError:
+        # Answer, then close instead of reading the rest: no keep-alive and no
+        # body left for Sanic to drain.
+        stream.keep_alive = False
+        stream.request_body = None
+        raise ApiError(408, "request body did not arrive in time") from None
+    return request.body
+
+
+async def request_fields(request: Request) -> dict[str, Any]:
+    """All fields of a request: JSON body over form over query."""
+    body = await read_body(request)
+    try:
+        query = request.query_string
+    except UnicodeDecodeError:
+        raise ApiError(400, "query: not valid UTF-8") from None
+    query_fields = parse_urlencoded(query, "query") if query else {}
+    return merge_fields(query_fields, parse_body(request.headers.get("content-type"), body))
+
+
+async def ping(request: Request) -> HTTPResponse:
+    return HTTPResponse(_PONG, content_type="application/json")
+
+
+async def send(request: Request) -> HTTPResponse:
+    state = ctx(request)
+    params = send_params(
+        await request_fields(request),
+        state.settings.text_max_bytes,
+        request.headers.get("idempotency-key"),
+    )
+    reply = await state.rpc.send(params.chat, params.sender, params.text, params.client_msg_id)
+    return ok(
+        {
+            "code": 0,
+            "msg": "success",
+            "chat": params.chat,
+            "sender": params.sender,
+            "send_time": reply["send_time"],
+            "duplicate": reply.get("duplicate", False),
+        }
+    )
+
+
+async def pull(request: Request) -> HTTPResponse:
+    params = pull_params(await request_fields(request))
+    reply = await ctx(request).rpc.pull(params.chat, params.cursor, params.limit, params.reverse)
+    return ok(
+        {
+            "code": 0,
+            "msg": "success",
+            "messages": reply["messages"],
+            "has_more": reply["has_more"],
+            "next_cursor": reply["next_cursor"],
+        }
+    )
+
+
+def register(app: App, openapi_document: bytes) -> None:
+    async def openapi(request: Request) -> HTTPResponse:
+        return HTTPResponse(openapi_document, content_type="application/json")
+
+    app.add_route(openapi, "/docs/openapi.json", methods=["GET"], name="openapi")
+    app.add_route(ping, "/ping", methods=["GET"], name="ping")
+    app.add_route(send, "/api/send", methods=["POST"], name="send", stream=True)
+    app.add_route(pull, "/api/pull", methods=["GET"], name="pull", stream=True)

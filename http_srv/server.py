@@ -1,0 +1,40 @@
+"""Run the front end: one process, or Sanic's worker manager for ``HTTP_WORKERS`` > 1.
+
+Sanic stops gracefully on SIGTERM or SIGINT: it stops accepting, lets
+in-flight requests finish within ``HTTP_GRACEFUL_TIMEOUT``, then closes each
+worker's RPC session.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from http_srv.app import create_app
+from http_srv.settings import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    loader = AppLoader(factory=partial(create_app, settings))
+    app = loader.load()
+    single = settings.workers == 1
+    app.prepare(
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=settings.access_log,
+        single_process=single,
+    )
+    if single:
+        # No manager process: less to start, and SIGTERM right after start-up
+        # is not held up by the manager waiting for its workers' start-up acks.
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Settings of the HTTP front end; each is an environment variable with a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rpc_srv.envvars import from_env, setting
+from rpc_srv.settings import TEXT_MAX_BYTES_DEFAULT
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = setting("HTTP_HOST", "0.0.0.0", doc="the public door")
+    port: int = setting("HTTP_PORT", 8080)
+    workers: int = setting("HTTP_WORKERS", 1, minimum=1, doc="Sanic worker processes")
+    rpc_url: str = setting("RPC_URL", "http://127.0.0.1:8888", doc="the RPC service")
+    rpc_timeout: float = setting(
+        "RPC_TIMEOUT", 2.0, minimum=0.01, doc="bound on one RPC, retry included (s)"
+    )
+    rpc_pool_size: int = setting("RPC_POOL_SIZE", 128, minimum=1, doc="connections per worker")
+    rpc_keepalive: float = setting(
+        "RPC_CLIENT_KEEPALIVE", 30.0, minimum=1, doc="below RPC_KEEPALIVE, so pooled sockets live"
+    )
+    request_max_bytes: int = setting("REQUEST_MAX_BYTES", 1024 * 1024, minimum=1024)
+    request_max_header_bytes: int = setting("REQUEST_MAX_HEADER_BYTES", 8192, minimum=1024)
+    text_max_bytes: int = setting("TEXT_MAX_BYTES", TEXT_MAX_BYTES_DEFAULT)
+    request_timeout: float = setting(
+        "REQUEST_TIMEOUT", 10.0, minimum=0.1, doc="a request must arrive within (s)"
+    )
+    keepalive_timeout: float = setting("KEEPALIVE_TIMEOUT", 75.0, minimum=1)
+    graceful_timeout: float = setting("HTTP_GRACEFUL_TIMEOUT", 10.0, doc="drain on SIGTERM (s)")
+    access_log: bool = setting("HTTP_ACCESS_LOG", False)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return from_env(cls)

@@ -1,0 +1,68 @@
+"""The run command: Redis (unless ``REDIS_URL`` is given), the RPC service, the front end.
+
+All three run in the foreground; Ctrl-C or SIGTERM stops them in order (front
+end, RPC service, Redis), and if one of them dies the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from launcher.procs import Child, StartError, http_child, redis_child, rpc_child
+
+
+def main() -> None:
+    env = dict(os.environ)
+    env.setdefault("RPC_HOST", "127.0.0.1")
+    env.setdefault("RPC_PORT", "8888")
+    env.setdefault("HTTP_PORT", "8080")
+    env.setdefault("RPC_URL", f"http://127.0.0.1:{env['RPC_PORT']}")
+    children: list[Child] = []
+
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    status = 0
+    try:
+        if not env.get("REDIS_URL"):
+            port = int(env.get("REDIS_PORT") or 6379)
+            data_dir = Path(env.get("PULLCHAT_DATA_DIR") or "data") / "redis"
+            children.append(redis_child(port, data_dir).start())
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            print(f"pullchat: Redis on 127.0.0.1:{port}, AOF in {data_dir}", flush=True)
+        children.append(rpc_child(env).start())
+        children.append(http_child(env).start())
+        print(
+            f"pullchat: up at http://127.0.0.1:{env['HTTP_PORT']} "
+            f"(RPC {env['RPC_URL']}); Ctrl-C stops it",
+            flush=True,
+        )
+        while not stopping:
+            dead = [c for c in children if not c.alive()]
+            if dead:
+                print(f"pullchat: {dead[0].name} exited; stopping the rest", file=sys.stderr)
+                status = 1
+                break
+            time.sleep(0.2)
+    except StartError as exc:
+        print(f"pullchat: {exc}", file=sys.stderr)
+        status = 1
+    finally:
+        for child in reversed(children):
+            child.stop()
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

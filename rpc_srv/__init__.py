@@ -1,0 +1,1 @@
+"""pullchat RPC service: the IDL's Send and Pull over JSON-over-HTTP, backed by Redis."""

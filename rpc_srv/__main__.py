@@ -1,0 +1,3 @@
+from rpc_srv.server import main
+
+main()

@@ -1,0 +1,44 @@
+"""The RPC service's aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from rpc_srv import handlers
+from rpc_srv.protocol import HEALTH_PATH, PULL_PATH, SEND_PATH
+from rpc_srv.settings import Settings
+from rpc_srv.store import MessageStore
+
+
+def store_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open the Redis pool when the server starts and close it when it stops."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = MessageStore.from_url(
+            settings.redis_url,
+            pool_size=settings.redis_pool_size,
+            timeout=settings.redis_timeout,
+            idempotency_ttl=settings.idempotency_ttl,
+        )
+        app[handlers.STORE] = store
+        yield
+        await store.close()
+
+    return ctx
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    """Build the RPC application; no I/O happens until it starts."""
+    settings = settings or Settings.from_env()
+    app = web.Application(
+        middlewares=[handlers.errors_middleware],
+        client_max_size=settings.request_max_bytes,
+    )
+    app[handlers.TEXT_MAX_BYTES] = settings.text_max_bytes
+    app.cleanup_ctx.append(store_ctx(settings))
+    app.router.add_post(SEND_PATH, handlers.send)
+    app.router.add_post(PULL_PATH, handlers.pull)
+    app.router.add_get(HEALTH_PATH, handlers.health)
+    return app

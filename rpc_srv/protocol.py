@@ -1,0 +1,34 @@
+"""The RPC wire contract, shaped after the assignment's idl_rpc.thrift.
+
+Requests and replies are JSON objects with snake_case field names:
+
+- ``POST /rpc/send``  ``{"message": {"chat", "text", "sender"}, "client_msg_id"?}``
+  -> ``{"code", "msg", "chat", "send_time", "duplicate"}``
+- ``POST /rpc/pull``  ``{"chat", "cursor", "limit", "reverse"?}``
+  -> ``{"code", "msg", "messages", "has_more", "next_cursor"}``
+- ``GET /health`` -> ``{"code", "msg"}`` (code 0 when Redis answers)
+
+Every reply carries ``code`` (0 is success) and ``msg``. The HTTP status is
+200 whenever a ``code`` is given; the code tells what happened.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+SEND_PATH = "/rpc/send"
+PULL_PATH = "/rpc/pull"
+HEALTH_PATH = "/health"
+
+PULL_LIMIT_MAX = 1000
+CURSOR_MAX = 2**63 - 1
+CLIENT_MSG_ID_MAX_CHARS = 128
+
+
+class Code(IntEnum):
+    """Reply codes of the RPC service."""
+
+    OK = 0
+    INVALID_ARGUMENT = 1  # the request broke the contract; nothing was stored
+    UNAVAILABLE = 2  # Redis could not be reached in time; a send may or may not be stored
+    INTERNAL = 3  # an unexpected failure; details are in the service's log

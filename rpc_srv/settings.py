@@ -1,0 +1,34 @@
+"""Settings of the RPC service; each is an environment variable with a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rpc_srv.envvars import from_env, setting
+
+TEXT_MAX_BYTES_DEFAULT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = setting("RPC_HOST", "127.0.0.1", doc="internal service: loopback by default")
+    port: int = setting("RPC_PORT", 8888)
+    workers: int = setting("RPC_WORKERS", 1, minimum=1, doc="gunicorn worker processes")
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_pool_size: int = setting("REDIS_POOL_SIZE", 64, minimum=1, doc="per worker")
+    redis_timeout: float = setting(
+        "REDIS_TIMEOUT", 0.8, minimum=0.01, doc="connect, each reply, and pool wait (s)"
+    )
+    idempotency_ttl: int = setting(
+        "IDEMPOTENCY_TTL", 86400, minimum=1, doc="seconds an idempotency key is remembered"
+    )
+    text_max_bytes: int = setting("TEXT_MAX_BYTES", TEXT_MAX_BYTES_DEFAULT)
+    request_max_bytes: int = setting("RPC_REQUEST_MAX_BYTES", 1024 * 1024 + 4096, minimum=1024)
+    keepalive: int = setting(
+        "RPC_KEEPALIVE", 75, minimum=1, doc="idle keep-alive (s); above the client's"
+    )
+    graceful_timeout: int = setting("RPC_GRACEFUL_TIMEOUT", 10, doc="drain time on SIGTERM (s)")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return from_env(cls)

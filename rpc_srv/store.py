@@ -1,0 +1,169 @@
+"""Messages in Redis: one sorted set per chat, written and read by Lua scripts.
+
+Keys carry the canonical chat as a Redis Cluster hash tag, so every key one
+script touches lives in one slot:
+
+- ``im:{alice:bob}``: sorted set, score = send_time (µs), member = the orjson
+  array ``[send_time, sender, text]`` (unique because send_time is).
+- ``idem:{alice:bob}:<client_msg_id>``: the send_time given to an earlier send
+  with that idempotency key; expires after ``idempotency_ttl`` seconds.
+
+The scripts run by EVALSHA (redis-py's script objects reload them after a
+``SCRIPT FLUSH`` or a restart of Redis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any, NamedTuple
+
+import orjson
+from redis import exceptions as redis_errors
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+# Errors after which Redis may be fine again soon: the caller gets "unavailable".
+_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+_UNAVAILABLE_REPLIES = (
+    "OOM",
+    "MISCONF",
+    "READONLY",
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+)
+
+
+class StoreUnavailable(Exception):
+    """Redis could not be reached or refused the command for now."""
+
+
+class SendResult(NamedTuple):
+    send_time: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    messages: list[dict[str, Any]]
+    has_more: bool
+    next_cursor: int
+
+
+def chat_key(chat: str) -> str:
+    """The sorted set of a canonical chat."""
+    return f"im:{{{chat}}}"
+
+
+def idempotency_key(chat: str, client_msg_id: str) -> str:
+    """Where a send's idempotency key remembers its send_time (same slot as the chat)."""
+    return f"idem:{{{chat}}}:{client_msg_id}"
+
+
+def encode_member_tail(sender: str, text: str) -> bytes:
+    """The stored member minus its leading ``[send_time,``, which send.lua adds."""
+    return orjson.dumps((sender, text))[1:]
+
+
+def _lua(name: str) -> str:
+    return files("rpc_srv").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def _translate(exc: redis_errors.RedisError) -> Exception:
+    if isinstance(exc, _TRANSIENT):
+        return StoreUnavailable(type(exc).__name__)
+    if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
+        return StoreUnavailable(str(exc).split(" ", 1)[0])
+    return exc
+
+
+class MessageStore:
+    """Send and pull messages; every method is one script call (one retry at most)."""
+
+    def __init__(self, redis: Redis, idempotency_ttl: int = 86400) -> None:
+        self.redis = redis
+        self.idempotency_ttl = idempotency_ttl
+        self._send = redis.register_script(_lua("send.lua"))
+        self._pull = redis.register_script(_lua("pull.lua"))
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 64,
+        timeout: float = 0.8,
+        idempotency_ttl: int = 86400,
+    ) -> MessageStore:
+        """A store on a pool of at most `pool_size` connections.
+
+        `timeout` bounds connecting, each reply, and the wait for a free
+        connection. redis-py's own retries are off: whether a command may be
+        sent again is decided per command here.
+        """
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(Redis.from_pool(pool), idempotency_ttl)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self.redis.ping()
+        except redis_errors.RedisError as exc:
+            raise _translate(exc) from exc
+
+    async def send(
+        self, chat: str, sender: str, text: str, client_msg_id: str | None = None
+    ) -> SendResult:
+        """Store a message in a canonical chat and return its send_time.
+
+        With a `client_msg_id`, a send already stored under that id returns the
+        first send_time and stores nothing, so such a send is safe to retry.
+        """
+        keys = [chat_key(chat)]
+        if client_msg_id is not None:
+            keys.append(idempotency_key(chat, client_msg_id))
+        args = (encode_member_tail(sender, text), self.idempotency_ttl)
+        attempts = 2 if client_msg_id is not None else 1
+        reply = await self._call(self._send, keys, args, attempts)
+        return SendResult(int(reply[0]), bool(reply[1]))
+
+    async def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Page:
+        """One page of a canonical chat (see lua/pull.lua for the cursor rules)."""
+        reply = await self._call(
+            self._pull, [chat_key(chat)], (cursor, limit, 1 if reverse else 0), 2
+        )
+        rows, next_cursor = reply
+        messages = []
+        for row in rows:
+            send_time, sender, text = orjson.loads(row)
+            messages.append({"chat": chat, "text": text, "sender": sender, "send_time": send_time})
+        return Page(messages, next_cursor != 0, int(next_cursor))
+
+    async def _call(
+        self, script: Any, keys: list[str], args: tuple[Any, ...], attempts: int
+    ) -> Any:
+        for attempt in range(attempts):
+            try:
+                return await script(keys=keys, args=args)
+            except _TRANSIENT as exc:
+                # A connection that broke may have been a stale one from before a
+                # restart of Redis; a second attempt gets a fresh one.
+                if attempt + 1 == attempts:
+                    raise _translate(exc) from exc
+            except redis_errors.RedisError as exc:
+                raise _translate(exc) from exc
+        raise AssertionError("unreachable")
