@@ -48,3 +48,14 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingError, match=name):
         HttpSettings.from_env()
+
+
+def test_readme_documents_every_setting() -> None:
+    """Each environment variable of both tiers has a row in the README's table."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for cls in (HttpSettings, RpcSettings):
+        for f in fields(cls):
+            assert f"| `{f.metadata['env']}` |" in readme, f.metadata["env"]
