@@ -108,3 +108,22 @@ def http_call(
     finally:
         conn.close()
     return resp.status, orjson.loads(data) if data else None, time.monotonic() - started
+
+
+_figures: list[tuple[str, list[tuple[str, object]]]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.user_properties:
+        _figures.append((report.nodeid, list(report.user_properties)))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures that fault and soak tests record with record_property."""
+    if not _figures:
+        return
+    terminalreporter.section("measured figures")
+    for nodeid, props in _figures:
+        terminalreporter.write_line(nodeid)
+        for name, value in props:
+            terminalreporter.write_line(f"    {name}: {value}")

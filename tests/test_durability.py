@@ -1,0 +1,96 @@
+"""Acknowledged messages survive a Redis crash; the outage answers fast; recovery is automatic."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from launcher.procs import free_port, redis_child
+from rpc_srv.store import MessageStore
+from tests.conftest import start_stack, stop_stack
+from tests.load import SendLoad
+
+pytestmark = pytest.mark.slow
+
+RPC_TIMEOUT = 1.0
+
+
+async def test_redis_sigkill_loses_nothing_acknowledged(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """SIGKILL Redis (AOF everysec) under 16 senders: every 200 is kept, nothing twice."""
+    port = free_port()
+    data = tmp_path / "redis"
+    redis = redis_child(port, data, log=tmp_path / "redis.log").start()
+    url = f"redis://127.0.0.1:{port}/0"
+    stack = start_stack(url, tmp_path / "stack", RPC_TIMEOUT=str(RPC_TIMEOUT))
+    tag = uuid.uuid4().hex[:6]
+    chats = [f"a{i}{tag}:b{i}{tag}" for i in range(4)]
+    load = SendLoad(stack.base, chats, clients=16)
+    stop = asyncio.Event()
+    try:
+        runner = asyncio.create_task(load.run_until(stop))
+        await asyncio.sleep(1.5)
+        killed_at = time.monotonic()
+        redis.signal(signal.SIGKILL)
+        redis.stop()
+        await asyncio.sleep(1.5)
+        redis = redis_child(port, data, log=tmp_path / "redis2.log").start()
+        back_at = time.monotonic()
+        await asyncio.sleep(3.0)
+        stop.set()
+        await runner
+
+        acked, failed = load.acked(), load.failed()
+        assert len(acked) > 200, "the load did not get going"
+        during = [o for o in failed if o.started >= killed_at]
+        assert during, "the outage was not seen"
+        for o in failed:
+            assert o.status in (503, 504), o
+            assert set(o.body) == {"code", "msg"} and o.body["code"] == o.status, o
+            assert o.elapsed <= RPC_TIMEOUT + 0.5, o
+        assert max(o.started for o in failed) <= back_at + 2.0, "no recovery within 2 s"
+        assert any(o.started > back_at for o in acked), "no 200 after Redis came back"
+
+        store = MessageStore.from_url(url)
+        try:
+            stored: dict[str, dict[str, tuple[int, str]]] = {}
+            for chat in chats:
+                cursor = 0
+                messages = []
+                while True:
+                    page = await store.pull(chat, cursor, 1000, False)
+                    messages += page.messages
+                    if not page.has_more:
+                        break
+                    cursor = page.next_cursor
+                times = [m["send_time"] for m in messages]
+                assert times == sorted(set(times)), f"{chat}: send_time not strictly increasing"
+                texts = [m["text"] for m in messages]
+                assert len(texts) == len(set(texts)), f"{chat}: a message stored twice"
+                stored[chat] = {m["text"]: (m["send_time"], m["sender"]) for m in messages}
+        finally:
+            await store.close()
+        lost = [o for o in acked if o.text not in stored[o.chat]]
+        assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {lost[:3]}"
+        moved = [o for o in acked if stored[o.chat][o.text][0] != o.body["send_time"]]
+        assert not moved, f"send_time changed for {moved[:3]}"
+        unacked_stored = sum(o.text in stored[o.chat] for o in failed)
+        last_failure = max(o.started for o in failed)
+        record_property("acked", len(acked))
+        record_property("lost", len(lost))
+        record_property("duplicates", 0)
+        record_property("outage answers (503/504)", len(failed))
+        record_property("outage answer max latency s", round(max(o.elapsed for o in failed), 3))
+        record_property("failed sends stored anyway", unacked_stored)
+        record_property("recovery s after Redis up", round(max(0.0, last_failure - back_at), 3))
+    finally:
+        stop.set()
+        stop_stack(stack)
+        redis.stop()
