@@ -330,3 +330,27 @@ def test_slow_client_is_cut_off(stack: Stack) -> None:
     assert raw_exchange(
         stack.base, b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     ).startswith(b"HTTP/1.1 200")
+
+
+async def test_racing_retries_store_once(http: aiohttp.ClientSession) -> None:
+    """20 concurrent sends with one Idempotency-Key: one message, one send_time for all."""
+    a, b = new_chat()
+    chat = f"{a}:{b}"
+    key = uuid.uuid4().hex
+    answers = await asyncio.gather(
+        *(
+            call(
+                http,
+                "POST",
+                "/api/send",
+                json={"chat": chat, "sender": a, "text": "once"},
+                headers={"Idempotency-Key": key},
+            )
+            for _ in range(20)
+        )
+    )
+    assert {status for status, _ in answers} == {200}
+    assert len({body["send_time"] for _, body in answers}) == 1
+    assert sum(not body["duplicate"] for _, body in answers) == 1
+    _, page = await call(http, "GET", "/api/pull", params={"chat": chat})
+    assert [m["text"] for m in page["messages"]] == ["once"]
