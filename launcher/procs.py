@@ -119,7 +119,9 @@ class Child:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                # The child leads its own process group: take its helpers too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         if self._log_file is not None:
             self._log_file.close()
