@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None) -> App:
             settings.rpc_timeout,
             settings.rpc_pool_size,
             settings.rpc_keepalive,
+            settings.rpc_batch,
+            settings.rpc_batch_max,
         )
         await app.ctx.rpc.start()
 

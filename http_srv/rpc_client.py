@@ -1,36 +1,61 @@
 """The front end's client of the RPC service: one pooled keep-alive session per worker.
 
-Every call is bounded by ``RPC_TIMEOUT`` in all (retry included). A call that
-cannot reach the service answers 503, one that times out 504; a pull, or a
-send that carries an idempotency key, is retried once on a fresh connection
-when a pooled connection turns out to be dead.
+Calls made in the same event-loop tick are coalesced into one ``/rpc/batch``
+request (a lone call goes to its own endpoint), so the cost of an HTTP
+exchange is shared by every request in flight; each caller still gets its own
+reply or error. ``RPC_BATCH=false`` sends every call on its own.
+
+Every call is bounded by ``RPC_TIMEOUT`` in all. A call that cannot reach the
+service answers 503, one that times out 504. A batch made only of calls that
+may run twice (pulls, sends with an idempotency key) is retried once on a
+fresh connection when a pooled connection turns out to be dead.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 
 from http_srv.errors import ApiError
-from rpc_srv.protocol import PULL_PATH, SEND_PATH, Code
+from rpc_srv.protocol import BATCH_PATH, PULL_PATH, SEND_PATH, Code
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # A pooled connection the server had closed shows up as one of these.
 _STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_METHOD_PATHS = {"send": SEND_PATH, "pull": PULL_PATH}
+
+
+@dataclass(slots=True)
+class _Call:
+    method: str
+    payload: dict[str, Any]
+    retry_safe: bool
+    future: asyncio.Future[dict[str, Any]]
 
 
 class RpcClient:
     def __init__(
-        self, base_url: str, timeout: float, pool_size: int = 128, keepalive: float = 30.0
+        self,
+        base_url: str,
+        timeout: float,
+        pool_size: int = 128,
+        keepalive: float = 30.0,
+        batch: bool = True,
+        max_batch: int = 128,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.pool_size = pool_size
         self.keepalive = keepalive
+        self.batch = batch
+        self.max_batch = max_batch
         self._session: aiohttp.ClientSession | None = None
+        self._pending: list[_Call] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -39,11 +64,12 @@ class RpcClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            json_serialize=lambda obj: orjson.dumps(obj).decode(),
             skip_auto_headers=("User-Agent",),
         )
 
     async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -54,37 +80,63 @@ class RpcClient:
         payload: dict[str, Any] = {"message": {"chat": chat, "text": text, "sender": sender}}
         if client_msg_id is not None:
             payload["client_msg_id"] = client_msg_id
-        return await self.call(SEND_PATH, payload, retry_safe=client_msg_id is not None)
+        return await self.call("send", payload, retry_safe=client_msg_id is not None)
 
     async def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> dict[str, Any]:
         payload = {"chat": chat, "cursor": cursor, "limit": limit, "reverse": reverse}
-        return await self.call(PULL_PATH, payload, retry_safe=True)
+        return await self.call("pull", payload, retry_safe=True)
 
-    async def call(self, path: str, payload: Any, retry_safe: bool) -> dict[str, Any]:
-        """POST one RPC and return its reply, or raise the ApiError a client should see."""
+    async def call(self, method: str, payload: dict[str, Any], retry_safe: bool) -> dict[str, Any]:
+        """Run one RPC and return its reply, or raise the ApiError a client should see."""
         if self._session is None:
             raise ApiError(503, "RPC client is not started")
-        body = orjson.dumps(payload)
-        url = self.base_url + path
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append(_Call(method, payload, retry_safe, future))
+        # _dispatch settles the future within RPC_TIMEOUT of the next tick.
+        return _checked(await future)
+
+    def _flush(self) -> None:
+        calls, self._pending = self._pending, []
+        size = self.max_batch if self.batch else 1
+        for start in range(0, len(calls), size):
+            task = asyncio.create_task(self._dispatch(calls[start : start + size]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch(self, calls: list[_Call]) -> None:
+        """Send calls as one request and hand each caller its reply or error."""
         try:
             async with asyncio.timeout(self.timeout):
-                reply = await self._post(url, body, retry_safe)
-        except TimeoutError:
-            raise ApiError(504, f"RPC service did not answer within {self.timeout:g} s") from None
-        except aiohttp.ClientError as exc:
-            raise ApiError(503, f"RPC service unreachable ({type(exc).__name__})") from None
-        code = reply.get("code")
-        if code == Code.OK:
-            return reply
-        msg = str(reply.get("msg", ""))
-        if code == Code.INVALID_ARGUMENT:
-            raise ApiError(400, msg)
-        if code == Code.UNAVAILABLE:
-            raise ApiError(503, f"message store unavailable: {msg}")
-        raise ApiError(502, "RPC service failed")
+                replies = await self._exchange(calls)
+        except Exception as exc:
+            error = _transport_error(exc, self.timeout)
+            for c in calls:
+                if not c.future.done():
+                    c.future.set_exception(error)
+            return
+        for c, reply in zip(calls, replies, strict=True):
+            if not c.future.done():
+                c.future.set_result(reply if isinstance(reply, dict) else {})
 
-    async def _post(self, url: str, body: bytes, retry_safe: bool) -> dict[str, Any]:
+    async def _exchange(self, calls: list[_Call]) -> list[Any]:
+        retry_safe = all(c.retry_safe for c in calls)
+        if len(calls) == 1:
+            call = calls[0]
+            return [await self._post(_METHOD_PATHS[call.method], call.payload, retry_safe)]
+        body = {"calls": [{"method": c.method, "request": c.payload} for c in calls]}
+        batch = _checked(await self._post(BATCH_PATH, body, retry_safe))
+        replies = batch.get("replies")
+        if not isinstance(replies, list) or len(replies) != len(calls):
+            raise ValueError("batch reply does not match its calls")
+        return replies
+
+    async def _post(self, path: str, payload: Any, retry_safe: bool) -> dict[str, Any]:
         assert self._session is not None
+        body = orjson.dumps(payload)
+        url = self.base_url + path
         attempts = 2 if retry_safe else 1
         for attempt in range(attempts):
             try:
@@ -99,6 +151,27 @@ class RpcClient:
             except _STALE:
                 if attempt + 1 == attempts:
                     raise
-            except ValueError:
-                raise ApiError(502, "RPC service gave a malformed reply") from None
         raise AssertionError("unreachable")
+
+
+def _transport_error(exc: Exception, timeout: float) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ApiError(504, f"RPC service did not answer within {timeout:g} s")
+    if isinstance(exc, aiohttp.ClientError):
+        return ApiError(503, f"RPC service unreachable ({type(exc).__name__})")
+    return ApiError(502, "RPC service gave a malformed reply")
+
+
+def _checked(reply: dict[str, Any]) -> dict[str, Any]:
+    """The reply if its code is OK, else the ApiError that matches its code."""
+    code = reply.get("code")
+    if code == Code.OK:
+        return reply
+    msg = str(reply.get("msg", ""))
+    if code == Code.INVALID_ARGUMENT:
+        raise ApiError(400, msg)
+    if code == Code.UNAVAILABLE:
+        raise ApiError(503, f"message store unavailable: {msg}")
+    raise ApiError(502, "RPC service failed")

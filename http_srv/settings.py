@@ -21,6 +21,10 @@ class Settings:
     rpc_keepalive: float = setting(
         "RPC_CLIENT_KEEPALIVE", 30.0, minimum=1, doc="below RPC_KEEPALIVE, so pooled sockets live"
     )
+    rpc_batch: bool = setting(
+        "RPC_BATCH", True, doc="coalesce the RPC calls of one event-loop tick into one request"
+    )
+    rpc_batch_max: int = setting("RPC_BATCH_MAX", 128, minimum=1, doc="calls per batch at most")
     request_max_bytes: int = setting("REQUEST_MAX_BYTES", 1024 * 1024, minimum=1024)
     request_max_header_bytes: int = setting("REQUEST_MAX_HEADER_BYTES", 8192, minimum=1024)
     text_max_bytes: int = setting("TEXT_MAX_BYTES", TEXT_MAX_BYTES_DEFAULT)

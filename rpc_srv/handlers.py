@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -9,6 +12,7 @@ from aiohttp import web
 
 from rpc_srv.chat import ChatError, canonicalize, check_client_msg_id, utf8_longer_than
 from rpc_srv.protocol import (
+    BATCH_MAX,
     CLIENT_MSG_ID_MAX_CHARS,
     CURSOR_MAX,
     PULL_LIMIT_MAX,
@@ -17,6 +21,7 @@ from rpc_srv.protocol import (
 from rpc_srv.store import MessageStore, StoreUnavailable
 
 PULL_LIMIT_DEFAULT = 10
+Reply = dict[str, Any]
 
 
 class RpcError(Exception):
@@ -89,9 +94,8 @@ def read_client_msg_id(value: Any) -> str | None:
         raise invalid(f"client_msg_id {exc}") from None
 
 
-async def send(request: web.Request) -> web.Response:
+async def run_send(store: MessageStore, text_max_bytes: int, body: dict[str, Any]) -> Reply:
     """Send(SendRequest{message}) -> SendResponse{code, msg, chat, send_time, duplicate}."""
-    body = await read_object(request)
     message = body.get("message")
     if not isinstance(message, dict):
         raise invalid("message must be an object")
@@ -100,23 +104,20 @@ async def send(request: web.Request) -> web.Response:
     if sender not in chat.split(":"):
         raise invalid("sender must be one of the chat's two members")
     text = field_str(message, "text")
-    check_text(text, request.app[TEXT_MAX_BYTES])
+    check_text(text, text_max_bytes)
     client_msg_id = read_client_msg_id(body.get("client_msg_id"))
-    result = await request.app[STORE].send(chat, sender, text, client_msg_id)
-    return reply(
-        {
-            "code": Code.OK,
-            "msg": "success",
-            "chat": chat,
-            "send_time": result.send_time,
-            "duplicate": result.duplicate,
-        }
-    )
+    result = await store.send(chat, sender, text, client_msg_id)
+    return {
+        "code": Code.OK,
+        "msg": "success",
+        "chat": chat,
+        "send_time": result.send_time,
+        "duplicate": result.duplicate,
+    }
 
 
-async def pull(request: web.Request) -> web.Response:
+async def run_pull(store: MessageStore, text_max_bytes: int, body: dict[str, Any]) -> Reply:
     """Pull(PullRequest{chat, cursor, limit, reverse}) -> PullResponse."""
-    body = await read_object(request)
     chat = field_chat(body, "chat")
     cursor = field_int(body, "cursor", 0, CURSOR_MAX, 0)
     limit = field_int(body, "limit", 0, PULL_LIMIT_MAX, 0) or PULL_LIMIT_DEFAULT
@@ -125,16 +126,58 @@ async def pull(request: web.Request) -> web.Response:
         reverse = False
     elif not isinstance(reverse, bool):
         raise invalid("reverse must be a boolean")
-    page = await request.app[STORE].pull(chat, cursor, limit, reverse)
-    return reply(
-        {
-            "code": Code.OK,
-            "msg": "success",
-            "messages": page.messages,
-            "has_more": page.has_more,
-            "next_cursor": page.next_cursor,
-        }
-    )
+    page = await store.pull(chat, cursor, limit, reverse)
+    return {
+        "code": Code.OK,
+        "msg": "success",
+        "messages": page.messages,
+        "has_more": page.has_more,
+        "next_cursor": page.next_cursor,
+    }
+
+
+METHODS: dict[str, Callable[[MessageStore, int, dict[str, Any]], Awaitable[Reply]]] = {
+    "send": run_send,
+    "pull": run_pull,
+}
+
+
+async def send(request: web.Request) -> web.Response:
+    app = request.app
+    return reply(await run_send(app[STORE], app[TEXT_MAX_BYTES], await read_object(request)))
+
+
+async def pull(request: web.Request) -> web.Response:
+    app = request.app
+    return reply(await run_pull(app[STORE], app[TEXT_MAX_BYTES], await read_object(request)))
+
+
+async def batch(request: web.Request) -> web.Response:
+    """Several calls in one request: ``{"calls": [{"method", "request"}]}`` ->
+    ``{"code", "msg", "replies": [...]}``, one reply (or error reply) per call, in order.
+
+    The calls run concurrently, so their Redis scripts share one pipeline.
+    """
+    body = await read_object(request)
+    calls = body.get("calls")
+    if not isinstance(calls, list) or not 0 < len(calls) <= BATCH_MAX:
+        raise invalid(f"calls must be a list of 1 to {BATCH_MAX} calls")
+    app = request.app
+    store, text_max_bytes = app[STORE], app[TEXT_MAX_BYTES]
+
+    async def run(call: Any) -> Reply:
+        try:
+            if not isinstance(call, dict) or call.get("method") not in METHODS:
+                raise invalid("each call needs a method, send or pull")
+            params = call.get("request")
+            if not isinstance(params, dict):
+                raise invalid("each call needs a request object")
+            return await METHODS[call["method"]](store, text_max_bytes, params)
+        except Exception as exc:
+            return error_body(exc, app.logger)
+
+    replies = await asyncio.gather(*(run(call) for call in calls))
+    return reply({"code": Code.OK, "msg": "success", "replies": replies})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -143,12 +186,14 @@ async def health(request: web.Request) -> web.Response:
     return reply({"code": Code.OK, "msg": "ok"})
 
 
-def error_reply(code: Code, msg: str, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps({"code": code, "msg": msg}),
-        status=status,
-        content_type="application/json",
-    )
+def error_body(exc: Exception, logger: logging.Logger) -> Reply:
+    """The reply for a failed call: its code and words, never a stack trace."""
+    if isinstance(exc, RpcError):
+        return {"code": exc.code, "msg": exc.msg}
+    if isinstance(exc, StoreUnavailable):
+        return {"code": Code.UNAVAILABLE, "msg": f"store unavailable ({exc})"}
+    logger.error("unexpected failure", exc_info=exc)
+    return {"code": Code.INTERNAL, "msg": "internal error"}
 
 
 @web.middleware
@@ -157,12 +202,10 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except RpcError as exc:
-        return error_reply(exc.code, exc.msg)
-    except StoreUnavailable as exc:
-        return error_reply(Code.UNAVAILABLE, f"store unavailable ({exc})")
     except web.HTTPException as exc:
-        return error_reply(Code.INVALID_ARGUMENT, exc.reason, exc.status)
-    except Exception:
-        request.app.logger.exception("unexpected failure in %s", request.path)
-        return error_reply(Code.INTERNAL, "internal error", 500)
+        body: Reply = {"code": Code.INVALID_ARGUMENT, "msg": exc.reason}
+        status = exc.status
+    except Exception as exc:
+        body = error_body(exc, request.app.logger)
+        status = 500 if body["code"] == Code.INTERNAL else 200
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")

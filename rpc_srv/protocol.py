@@ -6,6 +6,9 @@ Requests and replies are JSON objects with snake_case field names:
   -> ``{"code", "msg", "chat", "send_time", "duplicate"}``
 - ``POST /rpc/pull``  ``{"chat", "cursor", "limit", "reverse"?}``
   -> ``{"code", "msg", "messages", "has_more", "next_cursor"}``
+- ``POST /rpc/batch`` ``{"calls": [{"method": "send" | "pull", "request": {...}}]}``
+  -> ``{"code", "msg", "replies": [...]}``: one reply per call, in order, each
+  with its own code (the front end coalesces concurrent calls into these)
 - ``GET /health`` -> ``{"code", "msg"}`` (code 0 when Redis answers)
 
 Every reply carries ``code`` (0 is success) and ``msg``. The HTTP status is
@@ -18,7 +21,9 @@ from enum import IntEnum
 
 SEND_PATH = "/rpc/send"
 PULL_PATH = "/rpc/pull"
+BATCH_PATH = "/rpc/batch"
 HEALTH_PATH = "/health"
+BATCH_MAX = 512
 
 PULL_LIMIT_MAX = 1000
 CURSOR_MAX = 2**63 - 1

@@ -8,8 +8,8 @@ script touches lives in one slot:
 - ``idem:{alice:bob}:<client_msg_id>``: the send_time given to an earlier send
   with that idempotency key; expires after ``idempotency_ttl`` seconds.
 
-The scripts run by EVALSHA (redis-py's script objects reload them after a
-``SCRIPT FLUSH`` or a restart of Redis).
+The scripts run by EVALSHA, pipelined per event-loop tick (see pipeliner.py),
+and are loaded again after a ``SCRIPT FLUSH`` or a restart of Redis.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.retry import Retry
+
+from rpc_srv.pipeliner import Pipeliner
 
 # Errors after which Redis may be fine again soon: the caller gets "unavailable".
 _TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError)
@@ -83,13 +86,14 @@ def _translate(exc: redis_errors.RedisError) -> Exception:
 
 
 class MessageStore:
-    """Send and pull messages; every method is one script call (one retry at most)."""
+    """Send and pull messages; each is one script call, pipelined with the tick's others."""
 
     def __init__(self, redis: Redis, idempotency_ttl: int = 86400) -> None:
         self.redis = redis
         self.idempotency_ttl = idempotency_ttl
         self._send = redis.register_script(_lua("send.lua"))
         self._pull = redis.register_script(_lua("pull.lua"))
+        self._pipeliner = Pipeliner(redis)
 
     @classmethod
     def from_url(
@@ -137,14 +141,13 @@ class MessageStore:
         if client_msg_id is not None:
             keys.append(idempotency_key(chat, client_msg_id))
         args = (encode_member_tail(sender, text), self.idempotency_ttl)
-        attempts = 2 if client_msg_id is not None else 1
-        reply = await self._call(self._send, keys, args, attempts)
+        reply = await self._call(self._send, keys, args, client_msg_id is not None)
         return SendResult(int(reply[0]), bool(reply[1]))
 
     async def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Page:
         """One page of a canonical chat (see lua/pull.lua for the cursor rules)."""
         reply = await self._call(
-            self._pull, [chat_key(chat)], (cursor, limit, 1 if reverse else 0), 2
+            self._pull, [chat_key(chat)], (cursor, limit, 1 if reverse else 0), True
         )
         rows, next_cursor = reply
         messages = []
@@ -154,16 +157,9 @@ class MessageStore:
         return Page(messages, next_cursor != 0, int(next_cursor))
 
     async def _call(
-        self, script: Any, keys: list[str], args: tuple[Any, ...], attempts: int
+        self, script: AsyncScript, keys: list[str], args: tuple[Any, ...], retry_safe: bool
     ) -> Any:
-        for attempt in range(attempts):
-            try:
-                return await script(keys=keys, args=args)
-            except _TRANSIENT as exc:
-                # A connection that broke may have been a stale one from before a
-                # restart of Redis; a second attempt gets a fresh one.
-                if attempt + 1 == attempts:
-                    raise _translate(exc) from exc
-            except redis_errors.RedisError as exc:
-                raise _translate(exc) from exc
-        raise AssertionError("unreachable")
+        try:
+            return await self._pipeliner.call(script, keys, args, retry_safe)
+        except redis_errors.RedisError as exc:
+            raise _translate(exc) from exc

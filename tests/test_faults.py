@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from tests.conftest import Stack, http_call, start_stack, stop_stack
 
 
 def post_send(base: str, chat: str = "a:b") -> tuple[int, Any, float]:
-    body = orjson.dumps({"chat": chat, "sender": "a", "text": "x"})
+    body = orjson.dumps({"chat": chat, "sender": chat.split(":")[0], "text": "x"})
     return http_call(base, "POST", "/api/send", body, {"Content-Type": "application/json"})
 
 
@@ -70,5 +71,24 @@ def test_redis_down_gives_503(tmp_path: Path) -> None:
         assert status == 503, body
         assert "store" in str(body["msg"])
         assert elapsed < 1.5
+    finally:
+        stop_stack(s)
+
+
+def test_unbatched_rpc_client(redis_url: str, tmp_path: Path) -> None:
+    """With RPC_BATCH=false every call goes alone, with the same answers."""
+    import concurrent.futures
+
+    s = start_stack(redis_url, tmp_path, RPC_BATCH="false")
+    try:
+        chat = f"n{uuid.uuid4().hex[:8]}:m"
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: post_send(s.base, chat), range(16)))
+        assert {r[0] for r in results} == {200}
+        status, page, _ = http_call(s.base, "GET", f"/api/pull?chat={chat}&limit=100")
+        assert status == 200
+        assert sorted(r[1]["send_time"] for r in results) == [
+            m["send_time"] for m in page["messages"]
+        ]
     finally:
         stop_stack(s)

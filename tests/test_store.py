@@ -249,3 +249,14 @@ async def test_members_are_compact_json(store: MessageStore, chat: str) -> None:
     sent = await store.send(chat, sender, "t")
     raw = await store.redis.zrange(chat_key(chat), 0, -1)
     assert raw == [orjson.dumps([sent.send_time, sender, "t"])]
+
+
+async def test_pipelined_calls_survive_script_flush(store: MessageStore, chat: str) -> None:
+    """Calls pipelined in one tick after SCRIPT FLUSH are loaded again and all succeed."""
+    sender = chat.split(":")[0]
+    await store.redis.script_flush()
+    results = await asyncio.gather(*(store.send(chat, sender, f"{i}") for i in range(30)))
+    assert len({r.send_time for r in results}) == 30
+    await store.redis.script_flush()
+    pages = await asyncio.gather(*(store.pull(chat, 0, 100, False) for _ in range(10)))
+    assert all(len(p.messages) == 30 for p in pages)
