@@ -1,0 +1,402 @@
+"""The OpenAPI document: valid, complete against the app's routes, served verbatim, true."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import uuid
+from collections.abc import Iterator
+from functools import cache
+from importlib.resources import files
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import orjson
+import pytest
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+from sanic import Sanic
+
+from http_srv.app import create_app
+from http_srv.errors import ApiError
+from http_srv.params import pull_params, send_params
+from http_srv.settings import Settings
+from rpc_srv.chat import ChatError, check_member, split_chat
+from tests.conftest import Stack, http_call
+
+DOC_BYTES = files("http_srv").joinpath("openapi.json").read_bytes()
+DOC: dict[str, Any] = orjson.loads(DOC_BYTES)
+DOC_URI = "https://pullchat.invalid/openapi.json"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+COMMON_STATUSES = {"200", "400", "404", "405", "408", "413"}
+API_STATUSES = COMMON_STATUSES | {"415", "502", "503", "504"}
+
+
+def pointer(*parts: str) -> str:
+    """A JSON pointer (RFC 6901) into the document."""
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def resolve(node: Any) -> Any:
+    """Follow a local OpenAPI ``$ref`` (responses, parameters) to its target."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = DOC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part.replace("~1", "/").replace("~0", "~")]
+        node = target
+    return node
+
+
+@cache
+def validator_at(ptr: str) -> Any:
+    """A validator for the schema at `ptr`; its ``$ref``s resolve inside the document."""
+    resource = Resource.from_contents(DOC, default_specification=DRAFT4)
+    registry: Registry[Any] = Registry().with_resource(DOC_URI, resource)
+    return OAS30Validator({"$ref": f"{DOC_URI}#{ptr}"}, registry=registry)
+
+
+def is_valid(ptr: str, instance: Any) -> bool:
+    return bool(validator_at(ptr).is_valid(instance))
+
+
+def response_schema_pointer(path: str, method: str, status: int) -> str:
+    """Where the documented JSON schema of one answer is (following a response $ref)."""
+    response = DOC["paths"][path][method.lower()]["responses"][str(status)]
+    parts = ["paths", path, method.lower(), "responses", str(status)]
+    if "$ref" in response:
+        parts = response["$ref"].removeprefix("#/").split("/")
+    assert "application/json" in resolve(response)["content"], (path, method, status)
+    return pointer(*parts, "content", "application/json", "schema")
+
+
+def assert_conforms(path: str, method: str, status: int, body: Any) -> None:
+    errors = list(validator_at(response_schema_pointer(path, method, status)).iter_errors(body))
+    assert not errors, f"{method} {path} {status}: {body!r} breaks the document: {errors[0]}"
+
+
+def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in DOC["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method, item[method]
+
+
+# The document itself.
+
+
+def test_document_is_valid_openapi_3_0_3() -> None:
+    """openapi-spec-validator accepts the document, and it is OpenAPI 3.0.3."""
+    assert DOC["openapi"] == "3.0.3"
+    validate(DOC)
+
+
+def test_every_example_matches_its_schema() -> None:
+    """Examples of schemas, parameters, bodies and answers all follow their own schemas."""
+    checked = 0
+
+    def walk(node: Any, parts: tuple[str, ...]) -> None:
+        nonlocal checked
+        if isinstance(node, dict):
+            if "schema" in node and ("example" in node or "examples" in node):
+                values = [node["example"]] if "example" in node else []
+                values += [resolve(ex)["value"] for ex in node.get("examples", {}).values()]
+                for value in values:
+                    errors = list(validator_at(pointer(*parts, "schema")).iter_errors(value))
+                    assert not errors, f"{pointer(*parts)}: {value!r}: {errors[0]}"
+                    checked += 1
+            for key, child in node.items():
+                walk(child, (*parts, key))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, (*parts, str(index)))
+
+    walk(DOC, ())
+    for name, schema in DOC["components"]["schemas"].items():
+        if "example" in schema:
+            ptr = pointer("components", "schemas", name)
+            assert is_valid(ptr, schema["example"]), (name, schema["example"])
+            checked += 1
+    assert checked >= 30
+
+
+def test_every_operation_documents_every_error_status() -> None:
+    """Each operation lists every status the server can answer it with, errors as Error."""
+    ids = [op["operationId"] for _, _, op in operations()]
+    assert len(ids) == len(set(ids)) == 4
+    for path, method, op in operations():
+        statuses = set(op["responses"])
+        expected = API_STATUSES if path.startswith("/api/") else COMMON_STATUSES
+        assert statuses == expected, (path, method, sorted(statuses ^ expected))
+        for status in statuses - {"200"}:
+            ptr = response_schema_pointer(path, method, int(status))
+            assert is_valid(ptr, {"code": int(status), "msg": "what was wrong"})
+            assert not is_valid(ptr, {"code": 0, "msg": "what was wrong"})
+            assert not is_valid(ptr, {"code": 418, "msg": "what was wrong"})
+            assert not is_valid(ptr, {"code": int(status), "msg": "x", "extra": 1})
+            assert not is_valid(ptr, {"code": int(status)})
+
+
+def test_send_documents_every_field_source() -> None:
+    """Send: the five fields in the query, the header, and the three body formats."""
+    op = DOC["paths"]["/api/send"]["post"]
+    params = {(p["in"], p["name"]) for p in map(resolve, op["parameters"])}
+    fields = {"chat", "sender", "receiver", "text", "client_msg_id"}
+    assert params == {("query", f) for f in fields} | {("header", "Idempotency-Key")}
+    content = op["requestBody"]["content"]
+    assert set(content) == {
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    }
+    for media in content.values():
+        assert set(resolve(media["schema"])["properties"]) == fields
+
+
+# The document against the app.
+
+
+@pytest.fixture
+def app_routes(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    """(path, METHOD) of every route of a freshly built app.
+
+    Sanic refuses a second app with a name already registered in the process;
+    an empty registry for this test only (restored afterwards) avoids that
+    without leaving the new app registered for other tests.
+    """
+    monkeypatch.setattr(Sanic, "_app_registry", {})
+    app = create_app(Settings())
+    routes = set()
+    for route in app.router.routes:
+        # Sanic spells a path without its leading '/' and parameters as <name:type>.
+        path = "/" + re.sub(r"<([^:>]+)(:[^>]*)?>", r"{\1}", route.path)
+        routes |= {(path, method.upper()) for method in route.methods}
+    return routes
+
+
+def test_routes_and_document_agree(app_routes: set[tuple[str, str]]) -> None:
+    """Every route of the app is documented with its methods, and nothing more."""
+    documented = {(path, method.upper()) for path, method, _ in operations()}
+    assert app_routes
+    assert documented == app_routes, sorted(documented ^ app_routes)
+
+
+# The document against the running server.
+
+
+def test_served_document_is_the_file(stack: Stack) -> None:
+    """GET /docs/openapi.json serves the file byte for byte, as JSON."""
+    status, body, _ = http_call(stack.base, "GET", "/docs/openapi.json")
+    assert status == 200 and body == DOC
+    url = urlsplit(stack.base)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        conn.request("GET", "/docs/openapi.json")
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 200
+    assert resp.getheader("content-type") == "application/json"
+    assert raw == DOC_BYTES
+
+
+def query(**fields: Any) -> str:
+    return urlencode(fields, quote_via=quote)
+
+
+def test_real_answers_follow_the_document(stack: Stack, chat: str) -> None:
+    """A send, a duplicate, pulls with messages, ping and errors all match their schemas."""
+    alice, bob = chat.split(":")
+    json_headers = {"Content-Type": "application/json"}
+    key = uuid.uuid4().hex
+    send = orjson.dumps({"chat": f"{bob}:{alice}", "sender": bob, "text": "hi ✓"})
+
+    status, body, _ = http_call(
+        stack.base, "POST", "/api/send", send, {**json_headers, "Idempotency-Key": key}
+    )
+    assert status == 200, body
+    assert_conforms("/api/send", "POST", 200, body)
+    assert (body["chat"], body["duplicate"]) == (chat, False)
+    first_time = body["send_time"]
+
+    status, body, _ = http_call(
+        stack.base, "POST", "/api/send", send, {**json_headers, "Idempotency-Key": key}
+    )
+    assert status == 200
+    assert_conforms("/api/send", "POST", 200, body)
+    assert (body["send_time"], body["duplicate"]) == (first_time, True)
+
+    form = query(sender=alice, receiver=bob, text="")
+    status, body, _ = http_call(
+        stack.base,
+        "POST",
+        "/api/send",
+        form.encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert status == 200, body
+    assert_conforms("/api/send", "POST", 200, body)
+
+    status, body, _ = http_call(stack.base, "GET", "/api/pull?" + query(chat=chat, limit=1))
+    assert status == 200, body
+    assert_conforms("/api/pull", "GET", 200, body)
+    assert len(body["messages"]) == 1 and body["has_more"] is True
+    assert body["messages"][0]["send_time"] == first_time
+
+    pull_body = orjson.dumps({"chat": chat, "reverse": True, "limit": 10})
+    status, body, _ = http_call(stack.base, "GET", "/api/pull", pull_body, json_headers)
+    assert status == 200, body
+    assert_conforms("/api/pull", "GET", 200, body)
+    assert [m["text"] for m in body["messages"]] == ["", "hi ✓"]
+    assert (body["has_more"], body["next_cursor"]) == (False, 0)
+
+    status, body, _ = http_call(stack.base, "GET", "/ping")
+    assert status == 200
+    assert_conforms("/ping", "GET", 200, body)
+
+    status, body, _ = http_call(stack.base, "GET", "/docs/openapi.json")
+    assert_conforms("/docs/openapi.json", "GET", 200, body)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body", "headers", "status", "documented"),
+    [
+        ("GET", "/api/pull", None, {}, 400, ("/api/pull", "GET")),
+        ("GET", "/api/pull?chat=a:b&limit=1001", None, {}, 400, ("/api/pull", "GET")),
+        ("POST", "/api/send", b"[1]", {"Content-Type": "application/json"}, 400, None),
+        ("GET", "/api/nothing", None, {}, 404, None),
+        ("POST", "/api/pull", None, {}, 405, ("/api/pull", "GET")),
+        ("GET", "/api/send", None, {}, 405, ("/api/send", "POST")),
+        ("DELETE", "/ping", None, {}, 405, ("/ping", "GET")),
+        ("POST", "/api/send", b"", {"Content-Length": str(2 * 1024 * 1024)}, 413, None),
+        ("POST", "/api/send", b"hello", {"Content-Type": "text/plain"}, 415, None),
+    ],
+)
+def test_real_errors_follow_the_document(
+    stack: Stack,
+    method: str,
+    target: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    status: int,
+    documented: tuple[str, str] | None,
+) -> None:
+    """Each error answer matches the Error schema documented for its status.
+
+    Without a particular operation (an unknown path, a body refused before
+    routing) it must match that status's schema on every operation listing it.
+    """
+    got, answer, _ = http_call(stack.base, method, target, body, headers)
+    assert got == status, answer
+    assert answer["code"] == status
+    places = [documented] if documented else [(p, m) for p, m, _ in operations()]
+    checked = 0
+    for path, op_method in places:
+        if str(status) in DOC["paths"][path][op_method.lower()]["responses"]:
+            assert_conforms(path, op_method, status, answer)
+            checked += 1
+    assert checked
+
+
+# The schemas against the server's own rules: never stricter, and they catch what they claim.
+
+MEMBER_SAMPLES = [
+    "alice",
+    "Zoë",
+    "😀" * 128,
+    "a" * 128,
+    "with space",
+    "x\u00a0y",
+    "",
+    "a" * 129,
+    "😀" * 129,
+    "a:b",
+    "tab\there",
+    "del\x7f",
+    "c1\x85",
+    "   ",
+]
+
+
+@pytest.mark.parametrize("member", MEMBER_SAMPLES)
+def test_member_schema_never_stricter_than_the_server(member: str) -> None:
+    """A member the server accepts passes the schema; ':', controls, lengths are caught."""
+    try:
+        check_member(member)
+        accepted = True
+    except ChatError:
+        accepted = False
+    in_schema = is_valid(pointer("components", "schemas", "Member"), member)
+    if accepted:
+        assert in_schema, member
+    elif not member.isspace():  # blank names are described, not encoded
+        assert not in_schema, member
+
+
+@pytest.mark.parametrize(
+    "chat", ["alice:bob", "b:a", "😀:Zoë", "a" * 128 + ":b", "a:b:c", "ab", ":b", "a:", "a\n:b"]
+)
+def test_chat_schema_matches_the_server(chat: str) -> None:
+    """The Chat schema accepts exactly the chats the server's split_chat accepts (here)."""
+    try:
+        split_chat(chat)
+        accepted = True
+    except ChatError:
+        accepted = False
+    assert is_valid(pointer("components", "schemas", "Chat"), chat) == accepted
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"chat": "a:b"},
+        {"chat": "a:b", "cursor": 0, "limit": 0, "reverse": False},
+        {"chat": "a:b", "cursor": 2**63 - 1, "limit": 1000, "reverse": True},
+        {"chat": "a:b", "cursor": "", "limit": "10", "reverse": "TRUE"},
+        {"chat": "a:b", "cursor": None, "limit": None, "reverse": None},
+        {"chat": "a:b", "reverse": 1},
+        {"chat": "a:b", "reverse": "0"},
+        {"chat": "a:b", "cursor": 2**63},
+        {"chat": "a:b", "cursor": -1},
+        {"chat": "a:b", "limit": 1001},
+        {"chat": "a:b", "limit": ""},
+        {"chat": "a:b", "limit": "1e3"},
+        {"chat": "a:b", "reverse": "maybe"},
+        {"chat": "a:b", "reverse": 2},
+        {"chat": "a:b:c"},
+        {"chat": 5},
+    ],
+)
+def test_pull_body_schema_never_stricter_than_the_server(fields: dict[str, Any]) -> None:
+    """A JSON pull body the server accepts passes the schema, and these refusals are caught."""
+    try:
+        pull_params({k: v for k, v in fields.items() if v is not None})
+        accepted = True
+    except ApiError:
+        accepted = False
+    assert is_valid(pointer("components", "schemas", "PullJsonBody"), fields) == accepted
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"chat": "a:b", "sender": "a", "text": ""},
+        {"sender": "b", "receiver": "a", "text": "hi"},
+        {"chat": "b:a", "sender": "a", "receiver": "b", "text": "x", "client_msg_id": "k:1"},
+        {"chat": "a:b", "sender": "a", "text": "x", "receiver": None},
+        {"chat": "a:b", "sender": "a", "text": 1},
+        {"chat": "a:b", "sender": "a:", "text": "x"},
+        {"chat": "a:b", "sender": "a", "text": "x", "client_msg_id": ""},
+        {"chat": "a:b", "sender": "a", "text": "x", "client_msg_id": "k" * 129},
+    ],
+)
+def test_send_body_schema_never_stricter_than_the_server(fields: dict[str, Any]) -> None:
+    """A JSON send body the server accepts passes the schema, and these refusals are caught."""
+    try:
+        send_params({k: v for k, v in fields.items() if v is not None}, 65536)
+        accepted = True
+    except ApiError:
+        accepted = False
+    assert is_valid(pointer("components", "schemas", "SendJsonBody"), fields) == accepted
