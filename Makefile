@@ -4,10 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck check clean
+.PHONY: help run test lint format typecheck check clean bench bench-smoke
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@touch $@
 
 run: $(VENV)/.installed ## install and start Redis (unless REDIS_URL is set), the RPC service and the front end
@@ -38,7 +42,13 @@ format: $(VENV)/.installed-dev ## apply ruff's fixes and formatting
 typecheck: $(VENV)/.installed-dev ## mypy (strict) on both packages and the launcher
 	$(BIN)/mypy
 
-check: lint typecheck test ## everything CI runs after installing
+bench: $(VENV)/.installed-bench ## benchmark the whole stack with wrk and hey (BENCH_ARGS='--duration 5'; bench/README.md)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-smoke: $(VENV)/.installed-bench ## a one-minute benchmark that fails on any request error
+	$(BIN)/python -m bench --smoke
+
+check: lint typecheck test bench-smoke ## everything CI runs after installing
 
 clean: ## remove the virtual environment, caches and local Redis data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis data *.egg-info
