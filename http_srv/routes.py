@@ -12,6 +12,7 @@ from sanic.http import Http
 from http_srv.context import App, ctx
 from http_srv.errors import ApiError
 from http_srv.params import merge_fields, parse_body, parse_urlencoded, pull_params, send_params
+from rpc_srv import prom
 
 _PONG = orjson.dumps({"message": "pong"})
 
@@ -93,6 +94,11 @@ async def pull(request: Request) -> HTTPResponse:
     )
 
 
+async def metrics_text(request: Request) -> HTTPResponse:
+    """Prometheus samples of every worker of the front end."""
+    return HTTPResponse(prom.render(), headers={"Content-Type": prom.CONTENT_TYPE})
+
+
 def register(app: App, openapi_document: bytes) -> None:
     async def openapi(request: Request) -> HTTPResponse:
         return HTTPResponse(openapi_document, content_type="application/json")
@@ -101,3 +107,5 @@ def register(app: App, openapi_document: bytes) -> None:
     app.add_route(ping, "/ping", methods=["GET"], name="ping")
     app.add_route(send, "/api/send", methods=["POST"], name="send", stream=True)
     app.add_route(pull, "/api/pull", methods=["GET"], name="pull", stream=True)
+    if app.ctx.settings.metrics:
+        app.add_route(metrics_text, "/metrics", methods=["GET"], name="metrics")

@@ -5,10 +5,12 @@ request (a lone call goes to its own endpoint), so the cost of an HTTP
 exchange is shared by every request in flight; each caller still gets its own
 reply or error. ``RPC_BATCH=false`` sends every call on its own.
 
-Every call is bounded by ``RPC_TIMEOUT`` in all. A call that cannot reach the
-service answers 503, one that times out 504. A batch made only of calls that
-may run twice (pulls, sends with an idempotency key) is retried once on a
-fresh connection when a pooled connection turns out to be dead.
+Calls are spread over every RPC replica (see endpoints.py). A request whose
+connection could not even be made was never sent, so it goes to the next
+replica. Every call is bounded by ``RPC_TIMEOUT`` in all. A call that cannot
+reach any replica answers 503, one that times out 504. A batch made only of
+calls that may run twice (pulls, sends with an idempotency key) is retried
+once when a pooled connection turns out to be dead mid-request.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 import aiohttp
 import orjson
 
+from http_srv import metrics
+from http_srv.endpoints import Endpoint, Endpoints, Resolver, resolve_host
 from http_srv.errors import ApiError
-from rpc_srv.protocol import BATCH_PATH, PULL_PATH, SEND_PATH, Code
+from rpc_srv.protocol import BATCH_PATH, DRAINING_HEADER, PULL_PATH, SEND_PATH, Code
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # A pooled connection the server had closed shows up as one of these.
@@ -46,8 +50,11 @@ class RpcClient:
         keepalive: float = 30.0,
         batch: bool = True,
         max_batch: int = 128,
+        resolve_interval: float = 5.0,
+        resolve: Resolver = resolve_host,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.endpoints = Endpoints(base_url.split(","), resolve=resolve)
+        self.resolve_interval = resolve_interval
         self.timeout = timeout
         self.pool_size = pool_size
         self.keepalive = keepalive
@@ -56,6 +63,7 @@ class RpcClient:
         self._session: aiohttp.ClientSession | None = None
         self._pending: list[_Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resolver_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -66,8 +74,20 @@ class RpcClient:
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             skip_auto_headers=("User-Agent",),
         )
+        await self.endpoints.refresh()
+        metrics.RPC_REPLICAS.set(len(self.endpoints))
+        self._resolver_task = asyncio.create_task(self._keep_resolving())
+
+    async def _keep_resolving(self) -> None:
+        while True:
+            await asyncio.sleep(self.resolve_interval)
+            await self.endpoints.refresh()
+            metrics.RPC_REPLICAS.set(len(self.endpoints))
 
     async def close(self) -> None:
+        if self._resolver_task is not None:
+            self._resolver_task.cancel()
+            await asyncio.gather(self._resolver_task, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
@@ -108,11 +128,13 @@ class RpcClient:
 
     async def _dispatch(self, calls: list[_Call]) -> None:
         """Send calls as one request and hand each caller its reply or error."""
+        metrics.RPC_BATCH_CALLS.observe(len(calls))
         try:
             async with asyncio.timeout(self.timeout):
                 replies = await self._exchange(calls)
         except Exception as exc:
             error = _transport_error(exc, self.timeout)
+            metrics.RPC_ERRORS.labels(str(error.status_code)).inc(len(calls))
             for c in calls:
                 if not c.future.done():
                     c.future.set_exception(error)
@@ -134,24 +156,42 @@ class RpcClient:
         return replies
 
     async def _post(self, path: str, payload: Any, retry_safe: bool) -> dict[str, Any]:
+        """POST to one replica after another until one answers (see the module doc)."""
         assert self._session is not None
         body = orjson.dumps(payload)
-        url = self.base_url + path
-        attempts = 2 if retry_safe else 1
-        for attempt in range(attempts):
+        stale_retries = 1 if retry_safe else 0
+        unreachable = 0
+        while True:
+            endpoint = self.endpoints.pick()
             try:
-                async with self._session.post(url, data=body, headers=_JSON_HEADERS) as resp:
-                    raw = await resp.read()
-                    if resp.status >= 500 and not raw.startswith(b"{"):
-                        raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-                    reply = orjson.loads(raw)
-                    if not isinstance(reply, dict):
-                        raise ValueError("RPC reply is not an object")
-                    return reply
-            except _STALE:
-                if attempt + 1 == attempts:
+                return await self._post_to(endpoint, path, body)
+            except aiohttp.ClientConnectorError:
+                # No connection, so nothing was sent: safe on any replica.
+                self.endpoints.mark_down(endpoint)
+                unreachable += 1
+                if unreachable >= len(self.endpoints):
                     raise
-        raise AssertionError("unreachable")
+                metrics.RPC_RETRIES.labels("unreachable").inc()
+            except _STALE:
+                if stale_retries == 0:
+                    raise
+                stale_retries -= 1
+                metrics.RPC_RETRIES.labels("stale connection").inc()
+
+    async def _post_to(self, endpoint: Endpoint, path: str, body: bytes) -> dict[str, Any]:
+        assert self._session is not None
+        async with self._session.post(
+            endpoint.url + path, data=body, headers=_JSON_HEADERS
+        ) as resp:
+            if DRAINING_HEADER in resp.headers:
+                self.endpoints.mark_down(endpoint)  # it answers this one, then stops
+            raw = await resp.read()
+            if resp.status >= 500 and not raw.startswith(b"{"):
+                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+            reply = orjson.loads(raw)
+            if not isinstance(reply, dict):
+                raise ValueError("RPC reply is not an object")
+            return reply
 
 
 def _transport_error(exc: Exception, timeout: float) -> ApiError:

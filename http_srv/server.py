@@ -12,12 +12,17 @@ from functools import partial
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
-from http_srv.app import create_app
 from http_srv.settings import Settings
+from rpc_srv.prom import prepare_multiprocess_dir
 
 
 def main() -> None:
     settings = Settings.from_env()
+    if settings.workers > 1:
+        # Before prometheus_client is imported: workers share one metrics directory.
+        prepare_multiprocess_dir()
+    from http_srv.app import create_app
+
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
     single = settings.workers == 1

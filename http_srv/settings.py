@@ -13,7 +13,12 @@ class Settings:
     host: str = setting("HTTP_HOST", "0.0.0.0", doc="the public door")
     port: int = setting("HTTP_PORT", 8080)
     workers: int = setting("HTTP_WORKERS", 1, minimum=1, doc="Sanic worker processes")
-    rpc_url: str = setting("RPC_URL", "http://127.0.0.1:8888", doc="the RPC service")
+    rpc_url: str = setting(
+        "RPC_URL", "http://127.0.0.1:8888", doc="the RPC service: one or more URLs, comma-separated"
+    )
+    rpc_resolve_interval: float = setting(
+        "RPC_RESOLVE_INTERVAL", 5.0, minimum=0.1, doc="how often RPC host names are resolved (s)"
+    )
     rpc_timeout: float = setting(
         "RPC_TIMEOUT", 2.0, minimum=0.01, doc="bound on one RPC, retry included (s)"
     )
@@ -34,6 +39,7 @@ class Settings:
     keepalive_timeout: float = setting("KEEPALIVE_TIMEOUT", 75.0, minimum=1)
     graceful_timeout: float = setting("HTTP_GRACEFUL_TIMEOUT", 10.0, doc="drain on SIGTERM (s)")
     access_log: bool = setting("HTTP_ACCESS_LOG", False)
+    metrics: bool = setting("HTTP_METRICS", True, doc="serve Prometheus metrics at /metrics")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from rpc_srv import handlers
-from rpc_srv.protocol import BATCH_PATH, HEALTH_PATH, PULL_PATH, SEND_PATH
+from rpc_srv.protocol import BATCH_PATH, HEALTH_PATH, METRICS_PATH, PULL_PATH, SEND_PATH
 from rpc_srv.settings import Settings
 from rpc_srv.store import MessageStore
 
@@ -42,4 +42,5 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post(PULL_PATH, handlers.pull)
     app.router.add_post(BATCH_PATH, handlers.batch)
     app.router.add_get(HEALTH_PATH, handlers.health)
+    app.router.add_get(METRICS_PATH, handlers.metrics_text)
     return app

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from rpc_srv import metrics, prom
 from rpc_srv.chat import ChatError, canonicalize, check_client_msg_id, utf8_longer_than
 from rpc_srv.protocol import (
     BATCH_MAX,
     CLIENT_MSG_ID_MAX_CHARS,
     CURSOR_MAX,
+    DRAINING_HEADER,
     PULL_LIMIT_MAX,
     Code,
 )
@@ -22,6 +25,15 @@ from rpc_srv.store import MessageStore, StoreUnavailable
 
 PULL_LIMIT_DEFAULT = 10
 Reply = dict[str, Any]
+
+
+class DrainState:
+    """Whether this worker is shutting down (set by the server on SIGTERM)."""
+
+    draining = False
+
+
+DRAIN = DrainState()
 
 
 class RpcError(Exception):
@@ -33,8 +45,8 @@ class RpcError(Exception):
         self.msg = msg
 
 
-def reply(body: dict[str, Any]) -> web.Response:
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+def reply(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 def invalid(msg: str) -> RpcError:
@@ -142,14 +154,28 @@ METHODS: dict[str, Callable[[MessageStore, int, dict[str, Any]], Awaitable[Reply
 }
 
 
+async def call_method(app: web.Application, method: Any, params: Any) -> Reply:
+    """Run one call and return its reply, or its error reply; counted by method and code."""
+    try:
+        if method not in METHODS:
+            raise invalid("each call needs a method, send or pull")
+        if not isinstance(params, dict):
+            raise invalid("each call needs a request object")
+        result = await METHODS[method](app[STORE], app[TEXT_MAX_BYTES], params)
+    except Exception as exc:
+        result = error_body(exc, app.logger)
+    metrics.CALLS.labels(str(method)[:8], str(result["code"])).inc()
+    return result
+
+
 async def send(request: web.Request) -> web.Response:
-    app = request.app
-    return reply(await run_send(app[STORE], app[TEXT_MAX_BYTES], await read_object(request)))
+    result = await call_method(request.app, "send", await read_object(request))
+    return reply(result, 500 if result["code"] == Code.INTERNAL else 200)
 
 
 async def pull(request: web.Request) -> web.Response:
-    app = request.app
-    return reply(await run_pull(app[STORE], app[TEXT_MAX_BYTES], await read_object(request)))
+    result = await call_method(request.app, "pull", await read_object(request))
+    return reply(result, 500 if result["code"] == Code.INTERNAL else 200)
 
 
 async def batch(request: web.Request) -> web.Response:
@@ -162,26 +188,28 @@ async def batch(request: web.Request) -> web.Response:
     calls = body.get("calls")
     if not isinstance(calls, list) or not 0 < len(calls) <= BATCH_MAX:
         raise invalid(f"calls must be a list of 1 to {BATCH_MAX} calls")
+    metrics.BATCH_CALLS.observe(len(calls))
     app = request.app
-    store, text_max_bytes = app[STORE], app[TEXT_MAX_BYTES]
-
-    async def run(call: Any) -> Reply:
-        try:
-            if not isinstance(call, dict) or call.get("method") not in METHODS:
-                raise invalid("each call needs a method, send or pull")
-            params = call.get("request")
-            if not isinstance(params, dict):
-                raise invalid("each call needs a request object")
-            return await METHODS[call["method"]](store, text_max_bytes, params)
-        except Exception as exc:
-            return error_body(exc, app.logger)
-
-    replies = await asyncio.gather(*(run(call) for call in calls))
+    replies = await asyncio.gather(
+        *(
+            call_method(app, c.get("method"), c.get("request"))
+            if isinstance(c, dict)
+            else call_method(app, None, None)
+            for c in calls
+        )
+    )
     return reply({"code": Code.OK, "msg": "success", "replies": replies})
 
 
+async def metrics_text(request: web.Request) -> web.Response:
+    """Prometheus samples of every worker of this service."""
+    return web.Response(body=prom.render(), headers={"Content-Type": prom.CONTENT_TYPE})
+
+
 async def health(request: web.Request) -> web.Response:
-    """Code 0 when Redis answers a PING, else UNAVAILABLE."""
+    """Code 0 when Redis answers a PING, else UNAVAILABLE (also while draining)."""
+    if DRAIN.draining:
+        return reply({"code": Code.UNAVAILABLE, "msg": "draining"})
     await request.app[STORE].ping()
     return reply({"code": Code.OK, "msg": "ok"})
 
@@ -199,13 +227,25 @@ def error_body(exc: Exception, logger: logging.Logger) -> Reply:
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Map every failure to the JSON reply shape, in one place."""
+    started = time.perf_counter()
     try:
         response: web.StreamResponse = await handler(request)
-        return response
     except web.HTTPException as exc:
         body: Reply = {"code": Code.INVALID_ARGUMENT, "msg": exc.reason}
-        status = exc.status
+        response = web.Response(
+            body=orjson.dumps(body), status=exc.status, content_type="application/json"
+        )
     except Exception as exc:
         body = error_body(exc, request.app.logger)
         status = 500 if body["code"] == Code.INTERNAL else 200
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+        response = web.Response(
+            body=orjson.dumps(body), status=status, content_type="application/json"
+        )
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else "unmatched"
+    metrics.REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)
+    metrics.REQUESTS.labels(path, str(response.status)).inc()
+    if DRAIN.draining:
+        response.headers[DRAINING_HEADER] = "1"
+        response.force_close()
+    return response

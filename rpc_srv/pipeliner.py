@@ -10,6 +10,7 @@ and uniqueness guarantees of the scripts hold unchanged.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from rpc_srv import metrics
 
 _TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
@@ -93,6 +96,17 @@ class Pipeliner:
                 _fail(c, redis_errors.NoScriptError("script could not be loaded"))
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
+        started = time.perf_counter()
+        try:
+            replies = await self._roundtrip(calls)
+        except redis_errors.RedisError as exc:
+            metrics.REDIS_ERRORS.labels(type(exc).__name__).inc()
+            raise
+        metrics.REDIS_SECONDS.observe(time.perf_counter() - started)
+        metrics.REDIS_COMMANDS.observe(len(calls))
+        return replies
+
+    async def _roundtrip(self, calls: list[_Call]) -> list[Any]:
         if len(calls) == 1:
             c = calls[0]
             try:

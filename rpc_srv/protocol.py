@@ -10,6 +10,7 @@ Requests and replies are JSON objects with snake_case field names:
   -> ``{"code", "msg", "replies": [...]}``: one reply per call, in order, each
   with its own code (the front end coalesces concurrent calls into these)
 - ``GET /health`` -> ``{"code", "msg"}`` (code 0 when Redis answers)
+- ``GET /metrics``: Prometheus text format
 
 Every reply carries ``code`` (0 is success) and ``msg``. The HTTP status is
 200 whenever a ``code`` is given; the code tells what happened.
@@ -23,7 +24,10 @@ SEND_PATH = "/rpc/send"
 PULL_PATH = "/rpc/pull"
 BATCH_PATH = "/rpc/batch"
 HEALTH_PATH = "/health"
+METRICS_PATH = "/metrics"
 BATCH_MAX = 512
+# Set on every reply of a worker that is shutting down: clients should move on.
+DRAINING_HEADER = "X-Pullchat-Draining"
 
 PULL_LIMIT_MAX = 1000
 CURSOR_MAX = 2**63 - 1

@@ -27,7 +27,12 @@ class Settings:
     keepalive: int = setting(
         "RPC_KEEPALIVE", 75, minimum=1, doc="idle keep-alive (s); above the client's"
     )
-    graceful_timeout: int = setting("RPC_GRACEFUL_TIMEOUT", 10, doc="drain time on SIGTERM (s)")
+    drain_seconds: float = setting(
+        "RPC_DRAIN_SECONDS", 1.0, doc="on SIGTERM, keep answering this long, telling clients to go"
+    )
+    graceful_timeout: int = setting(
+        "RPC_GRACEFUL_TIMEOUT", 10, doc="then finish in-flight requests within (s)"
+    )
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -7,7 +7,9 @@ afterwards what was acknowledged, what failed, how fast, and what is stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +59,17 @@ class SendLoad:
                 i += 1
                 if status != 200:
                     await asyncio.sleep(0.01)  # an outage is no reason to spin
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[SendLoad]:
+        """The load runs inside the block and is stopped (and awaited) when it ends."""
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run_until(stop))
+        try:
+            yield self
+        finally:
+            stop.set()
+            await runner
 
     async def run_until(self, stop: asyncio.Event) -> None:
         self._stop = stop
