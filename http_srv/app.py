@@ -39,6 +39,9 @@ def create_app(settings: Settings | None = None) -> App:
         REQUEST_MAX_SIZE=settings.request_max_bytes,
         REQUEST_MAX_HEADER_SIZE=settings.request_max_header_bytes,
         REQUEST_TIMEOUT=settings.request_timeout,
+        # Counted from a request's first byte (see protocol.py): reading it,
+        # then at most one RPC call, then a little slack.
+        RESPONSE_TIMEOUT=settings.request_timeout + settings.rpc_timeout + 1,
         KEEP_ALIVE_TIMEOUT=settings.keepalive_timeout,
         GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_timeout,
         ACCESS_LOG=settings.access_log,

@@ -57,6 +57,7 @@ async def request_fields(request: Request) -> dict[str, Any]:
 
 
 async def ping(request: Request) -> HTTPResponse:
+    await read_body(request)  # ignored, but it must arrive in time too
     return HTTPResponse(_PONG, content_type="application/json")
 
 
@@ -96,16 +97,18 @@ async def pull(request: Request) -> HTTPResponse:
 
 async def metrics_text(request: Request) -> HTTPResponse:
     """Prometheus samples of every worker of the front end."""
+    await read_body(request)
     return HTTPResponse(prom.render(), headers={"Content-Type": prom.CONTENT_TYPE})
 
 
 def register(app: App, openapi_document: bytes) -> None:
     async def openapi(request: Request) -> HTTPResponse:
+        await read_body(request)
         return HTTPResponse(openapi_document, content_type="application/json")
 
-    app.add_route(openapi, "/docs/openapi.json", methods=["GET"], name="openapi")
-    app.add_route(ping, "/ping", methods=["GET"], name="ping")
+    app.add_route(openapi, "/docs/openapi.json", methods=["GET"], name="openapi", stream=True)
+    app.add_route(ping, "/ping", methods=["GET"], name="ping", stream=True)
     app.add_route(send, "/api/send", methods=["POST"], name="send", stream=True)
     app.add_route(pull, "/api/pull", methods=["GET"], name="pull", stream=True)
     if app.ctx.settings.metrics:
-        app.add_route(metrics_text, "/metrics", methods=["GET"], name="metrics")
+        app.add_route(metrics_text, "/metrics", methods=["GET"], name="metrics", stream=True)

@@ -22,6 +22,7 @@ def main() -> None:
         # Before prometheus_client is imported: workers share one metrics directory.
         prepare_multiprocess_dir()
     from http_srv.app import create_app
+    from http_srv.protocol import DeadlineProtocol
 
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()
@@ -32,6 +33,7 @@ def main() -> None:
         workers=settings.workers,
         access_log=settings.access_log,
         single_process=single,
+        protocol=DeadlineProtocol,
     )
     if single:
         # No manager process: less to start, and SIGTERM right after start-up

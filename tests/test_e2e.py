@@ -354,3 +354,40 @@ async def test_racing_retries_store_once(http: aiohttp.ClientSession) -> None:
     assert sum(not body["duplicate"] for _, body in answers) == 1
     _, page = await call(http, "GET", "/api/pull", params={"chat": chat})
     assert [m["text"] for m in page["messages"]] == ["once"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{",
+        b"GET /docs/openapi.json HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{",
+        b"GET /api/pull?chat=a:b HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{",
+        b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # headers that never end
+    ],
+)
+def test_trickling_client_is_cut_off_on_time(stack: Stack, head: bytes) -> None:
+    """A byte a second does not keep a request alive past REQUEST_TIMEOUT."""
+    url = urlsplit(stack.base)
+    timeout = float(stack.env["REQUEST_TIMEOUT"])
+    with socket.create_connection((url.hostname, url.port), timeout=1) as sock:
+        started = time.monotonic()
+        sock.sendall(head)
+        answer = b""
+        while time.monotonic() - started < timeout + 5:
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                break
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+            time.sleep(0.3)
+        elapsed = time.monotonic() - started
+    assert elapsed <= timeout + 3, elapsed
+    assert answer.startswith(b"HTTP/1.1 408"), answer
