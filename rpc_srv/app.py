@@ -16,10 +16,11 @@ def store_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
     """Open the Redis pool when the server starts and close it when it stops."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        store = MessageStore.from_url(
+        store = await MessageStore.open(
             settings.redis_url,
+            cluster=settings.redis_cluster,
             pool_size=settings.redis_pool_size,
-            timeout=settings.redis_timeout,
+            io_timeout=settings.redis_timeout,
             idempotency_ttl=settings.idempotency_ttl,
         )
         app[handlers.STORE] = store

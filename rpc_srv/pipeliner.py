@@ -2,9 +2,10 @@
 
 Every handler that is ready in the same tick adds its EVALSHA here; at the end
 of the tick they go to Redis together, one write and one read for all of them,
-instead of a round trip (and a pool checkout) each. Each caller still gets its
-own reply or its own error. Each EVALSHA stays atomic on its own, so the order
-and uniqueness guarantees of the scripts hold unchanged.
+instead of a round trip (and a pool checkout) each. (On a Redis Cluster they go
+concurrently, each to its node, since redis-py does not pipeline scripts there.)
+Each caller still gets its own reply or its own error. Each EVALSHA stays
+atomic on its own, so the order and uniqueness guarantees of the scripts hold.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from rpc_srv import metrics
@@ -36,8 +37,13 @@ class _Call:
 class Pipeliner:
     """Runs script calls in per-tick pipelines; `batch_sizes` counts what it sent."""
 
-    def __init__(self, redis: Redis, max_batch: int = 512) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, max_batch: int = 512, max_in_flight: int = 64
+    ) -> None:
         self.redis = redis
+        self._cluster = isinstance(redis, RedisCluster)
+        # A cluster node's pool fails at once when full: keep within it.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self.max_batch = max_batch
         self._pending: list[_Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -63,37 +69,33 @@ class Pipeliner:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, calls: list[_Call], retried: bool = False) -> None:
+        """Run calls and settle every future, whatever happens."""
         try:
             replies = await self._execute(calls)
-        except _TRANSIENT as exc:
-            # A broken connection may be a stale one from before a Redis restart:
-            # what may run twice gets one more try on a fresh connection.
-            again = [c for c in calls if c.retry_safe and not retried]
-            for c in calls:
-                if c not in again:
-                    _fail(c, exc)
-            if again:
-                await self._run(again, retried=True)
-            return
-        except redis_errors.RedisError as exc:
-            for c in calls:
-                _fail(c, exc)
-            return
-        missing = []
+        except Exception as exc:  # the whole round trip failed
+            replies = [exc] * len(calls)
+        again, missing = [], []
         for c, reply in zip(calls, replies, strict=True):
-            if isinstance(reply, redis_errors.NoScriptError):
+            if isinstance(reply, redis_errors.NoScriptError) and not retried:
                 missing.append(c)  # never ran: safe to run again once loaded
-            elif isinstance(reply, Exception):
+            elif isinstance(reply, _TRANSIENT) and c.retry_safe and not retried:
+                # A broken connection may be a stale one from before a Redis
+                # restart: what may run twice gets one more try on a fresh one.
+                again.append(c)
+            elif isinstance(reply, BaseException):
                 _fail(c, reply)
             elif not c.future.done():
                 c.future.set_result(reply)
-        if missing and not retried:
-            for script in {id(c.script): c.script for c in missing}.values():
-                script.sha = await self.redis.script_load(script.script)
-            await self._run(missing, retried=True)
-        else:
-            for c in missing:
-                _fail(c, redis_errors.NoScriptError("script could not be loaded"))
+        if missing:
+            try:
+                for script in {id(c.script): c.script for c in missing}.values():
+                    script.sha = await self.redis.script_load(script.script)
+            except Exception as exc:
+                for c in missing:
+                    _fail(c, exc)
+                missing = []
+        if again or missing:
+            await self._run(again + missing, retried=True)
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
         started = time.perf_counter()
@@ -107,19 +109,20 @@ class Pipeliner:
         return replies
 
     async def _roundtrip(self, calls: list[_Call]) -> list[Any]:
-        if len(calls) == 1:
-            c = calls[0]
-            try:
-                return [await self.redis.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)]
-            except redis_errors.NoScriptError as exc:
-                return [exc]
-            except redis_errors.ResponseError as exc:
-                return [exc]
+        """One reply or exception per call, or an exception for the whole trip."""
+        if len(calls) == 1 or self._cluster:
+            # redis-py's cluster pipelines refuse EVALSHA: in a cluster the calls
+            # go concurrently instead, each to its own node.
+            return await asyncio.gather(*(self._one(c) for c in calls), return_exceptions=True)
         pipe = self.redis.pipeline(transaction=False)
         for c in calls:
             pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
+
+    async def _one(self, c: _Call) -> Any:
+        async with self._in_flight:
+            return await self.redis.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
 
 
 def _fail(call: _Call, exc: BaseException) -> None:

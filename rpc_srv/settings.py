@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rpc_srv.envvars import from_env, setting
+from rpc_srv.envvars import SettingError, from_env, setting
 
 TEXT_MAX_BYTES_DEFAULT = 64 * 1024
 
@@ -15,6 +15,9 @@ class Settings:
     port: int = setting("RPC_PORT", 8888)
     workers: int = setting("RPC_WORKERS", 1, minimum=1, doc="gunicorn worker processes")
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_cluster: str = setting(
+        "REDIS_CLUSTER", "auto", doc="auto (ask Redis at start), yes or no"
+    )
     redis_pool_size: int = setting("REDIS_POOL_SIZE", 64, minimum=1, doc="per worker")
     redis_timeout: float = setting(
         "REDIS_TIMEOUT", 0.8, minimum=0.01, doc="connect, each reply, and pool wait (s)"
@@ -33,6 +36,10 @@ class Settings:
     graceful_timeout: int = setting(
         "RPC_GRACEFUL_TIMEOUT", 10, doc="then finish in-flight requests within (s)"
     )
+
+    def __post_init__(self) -> None:
+        if self.redis_cluster not in ("auto", "yes", "no"):
+            raise SettingError(f"REDIS_CLUSTER must be auto, yes or no, got {self.redis_cluster!r}")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -14,13 +14,14 @@ and are loaded again after a ``SCRIPT FLUSH`` or a restart of Redis.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, NamedTuple
 
 import orjson
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.retry import Retry
@@ -73,12 +74,24 @@ def encode_member_tail(sender: str, text: str) -> bytes:
     return orjson.dumps((sender, text))[1:]
 
 
+async def is_cluster_url(url: str, io_timeout: float) -> bool:
+    """Whether the Redis at `url` runs in cluster mode (False if it cannot be asked)."""
+    probe = Redis.from_url(url, socket_timeout=io_timeout, socket_connect_timeout=io_timeout)
+    try:
+        info = await probe.info("cluster")
+    except redis_errors.RedisError:
+        return False
+    finally:
+        await probe.aclose()
+    return bool(info.get("cluster_enabled"))
+
+
 def _lua(name: str) -> str:
     return files("rpc_srv").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 def _translate(exc: redis_errors.RedisError) -> Exception:
-    if isinstance(exc, _TRANSIENT):
+    if isinstance(exc, (*_TRANSIENT, redis_errors.ClusterError)):
         return StoreUnavailable(type(exc).__name__)
     if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
         return StoreUnavailable(str(exc).split(" ", 1)[0])
@@ -88,12 +101,14 @@ def _translate(exc: redis_errors.RedisError) -> Exception:
 class MessageStore:
     """Send and pull messages; each is one script call, pipelined with the tick's others."""
 
-    def __init__(self, redis: Redis, idempotency_ttl: int = 86400) -> None:
+    def __init__(
+        self, redis: Redis | RedisCluster, idempotency_ttl: int = 86400, pool_size: int = 64
+    ) -> None:
         self.redis = redis
         self.idempotency_ttl = idempotency_ttl
         self._send = redis.register_script(_lua("send.lua"))
         self._pull = redis.register_script(_lua("pull.lua"))
-        self._pipeliner = Pipeliner(redis)
+        self._pipeliner = Pipeliner(redis, max_in_flight=pool_size)
 
     @classmethod
     def from_url(
@@ -103,22 +118,68 @@ class MessageStore:
         pool_size: int = 64,
         timeout: float = 0.8,
         idempotency_ttl: int = 86400,
+        cluster: bool = False,
     ) -> MessageStore:
-        """A store on a pool of at most `pool_size` connections.
+        """A store on a pool of at most `pool_size` connections (per node in a cluster).
 
         `timeout` bounds connecting, each reply, and the wait for a free
         connection. redis-py's own retries are off: whether a command may be
-        sent again is decided per command here.
+        sent again is decided per command here. (Cluster redirections, which
+        mean the command did not run, are still followed.)
         """
+        no_retry = Retry(NoBackoff(), 0)
+        if cluster:
+            client = RedisCluster.from_url(
+                url,
+                max_connections=pool_size,
+                # On MOVED, patch that slot only: rebuilding the whole map
+                # closes connections that other calls are using.
+                reinitialize_steps=0,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=no_retry,
+            )
+            return cls(client, idempotency_ttl, pool_size)
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
             timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+            retry=no_retry,
         )
-        return cls(Redis.from_pool(pool), idempotency_ttl)
+        return cls(Redis.from_pool(pool), idempotency_ttl, pool_size)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        cluster: str = "auto",
+        pool_size: int = 64,
+        io_timeout: float = 0.8,
+        idempotency_ttl: int = 86400,
+    ) -> MessageStore:
+        """A store for `url`; with cluster "auto", Redis's ``INFO cluster`` decides.
+
+        If Redis cannot be reached to ask, the store assumes a single server.
+        """
+        is_cluster = cluster == "yes" or (
+            cluster == "auto" and await is_cluster_url(url, io_timeout)
+        )
+        store = cls.from_url(
+            url,
+            pool_size=pool_size,
+            timeout=io_timeout,
+            idempotency_ttl=idempotency_ttl,
+            cluster=is_cluster,
+        )
+        if isinstance(store.redis, RedisCluster):
+            # Learn the slot map now: a burst of first calls racing to do it
+            # can break each other's connections.
+            with contextlib.suppress(redis_errors.RedisError):
+                await store.redis.initialize()
+        return store
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -127,3 +127,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(nodeid)
         for name, value in props:
             terminalreporter.write_line(f"    {name}: {value}")
+
+
+@pytest.fixture(scope="session")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A three-master Redis Cluster of its own (started only by tests that ask)."""
+    from tests.cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster.url
+    cluster.stop()
