@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from importlib.resources import files
 
-from sanic import Request, Sanic
-from sanic.response import BaseHTTPResponse
+from sanic import Sanic
 
-from http_srv import metrics, routes
+from http_srv import routes
 from http_srv.context import App, AppContext
 from http_srv.errors import JsonErrorHandler
 from http_srv.rpc_client import RpcClient
@@ -16,19 +14,6 @@ from http_srv.settings import Settings
 
 APP_NAME = "pullchat"
 OPENAPI_DOCUMENT = files("http_srv").joinpath("openapi.json").read_bytes()
-
-
-async def stamp_request(request: Request) -> None:
-    request.ctx.started = time.perf_counter()
-
-
-async def observe_response(request: Request, response: BaseHTTPResponse) -> None:
-    """Count every answer by route and status, and time it from the request's start."""
-    route = request.route.name if request.route is not None else "unmatched"
-    started = getattr(request.ctx, "started", None)
-    if started is not None:
-        metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
-    metrics.REQUESTS.labels(route, str(response.status)).inc()
 
 
 def create_app(settings: Settings | None = None) -> App:
@@ -48,10 +33,6 @@ def create_app(settings: Settings | None = None) -> App:
         MOTD=False,
     )
     routes.register(app, OPENAPI_DOCUMENT)
-
-    if settings.metrics:
-        app.register_middleware(stamp_request, "request")
-        app.register_middleware(observe_response, "response")
 
     @app.before_server_start
     async def open_rpc(app: App) -> None:

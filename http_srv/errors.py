@@ -14,6 +14,8 @@ from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 from sanic.log import error_logger
 
+from http_srv import metrics
+
 
 class ApiError(SanicException):
     """A request the API answers with a 4xx or 5xx and the reason in words."""
@@ -44,6 +46,10 @@ class JsonErrorHandler(ErrorHandler):
         if isinstance(exception, SanicException):
             status = exception.status_code
             msg = getattr(exception, "msg", None) or str(exception) or "error"
-            return error_response(status, msg, getattr(exception, "headers", None))
-        error_logger.exception("unexpected failure", exc_info=exception)
-        return error_response(500, "internal error")
+            response = error_response(status, msg, getattr(exception, "headers", None))
+        else:
+            error_logger.exception("unexpected failure", exc_info=exception)
+            response = error_response(500, "internal error")
+        if getattr(request.app.ctx, "settings", None) is None or request.app.ctx.settings.metrics:
+            metrics.count_error(request, response.status)
+        return response

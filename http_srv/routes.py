@@ -9,8 +9,10 @@ import orjson
 from sanic import HTTPResponse, Request
 from sanic.http import Http
 
+from http_srv import metrics
 from http_srv.context import App, ctx
 from http_srv.errors import ApiError
+from http_srv.metrics import Handler
 from http_srv.params import merge_fields, parse_body, parse_urlencoded, pull_params, send_params
 from rpc_srv import prom
 
@@ -106,9 +108,20 @@ def register(app: App, openapi_document: bytes) -> None:
         await read_body(request)
         return HTTPResponse(openapi_document, content_type="application/json")
 
-    app.add_route(openapi, "/docs/openapi.json", methods=["GET"], name="openapi", stream=True)
-    app.add_route(ping, "/ping", methods=["GET"], name="ping", stream=True)
-    app.add_route(send, "/api/send", methods=["POST"], name="send", stream=True)
-    app.add_route(pull, "/api/pull", methods=["GET"], name="pull", stream=True)
-    if app.ctx.settings.metrics:
-        app.add_route(metrics_text, "/metrics", methods=["GET"], name="metrics", stream=True)
+    measured = app.ctx.settings.metrics
+
+    def add(handler: Handler, path: str, method: str, name: str) -> None:
+        app.add_route(
+            metrics.timed(name, handler) if measured else handler,
+            path,
+            methods=[method],
+            name=name,
+            stream=True,  # every route reads its body under the deadline: read_body
+        )
+
+    add(openapi, "/docs/openapi.json", "GET", "openapi")
+    add(ping, "/ping", "GET", "ping")
+    add(send, "/api/send", "POST", "send")
+    add(pull, "/api/pull", "GET", "pull")
+    if measured:
+        add(metrics_text, "/metrics", "GET", "metrics")
