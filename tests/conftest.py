@@ -65,6 +65,11 @@ def start_stack(redis_url: str, log_dir: Path, **overrides: str) -> Stack:
         RPC_URL=f"http://127.0.0.1:{rpc_port}",
         HTTP_HOST="127.0.0.1",
         HTTP_PORT=str(http_port),
+        # One process per tier unless a test asks for more: quicker to start and
+        # stop, and Sanic's worker manager holds SIGTERM until its workers have
+        # acknowledged their start, which a short test can beat.
+        HTTP_WORKERS="1",
+        RPC_WORKERS="1",
     )
     env.update(overrides)
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,7 @@ class Replicas:
             RPC_HOST=host,
             RPC_PORT=port,
             RPC_DRAIN_SECONDS="1",
+            RPC_WORKERS="1",
         )
 
     def start(self, url: str) -> Child:
@@ -76,7 +77,8 @@ def replicas(redis_url: str, tmp_path: Path) -> Iterator[Replicas]:
 
 def front_end(rpc_url: str, log: Path, **extra: str) -> tuple[Child, str]:
     port = free_port()
-    env = dict(os.environ, RPC_URL=rpc_url, HTTP_HOST="127.0.0.1", HTTP_PORT=str(port), **extra)
+    env = dict(os.environ, RPC_URL=rpc_url, HTTP_HOST="127.0.0.1", HTTP_PORT=str(port))
+    env.update(HTTP_WORKERS="1", **extra)
     return http_child(env, log=log).start(), f"http://127.0.0.1:{port}"
 
 
