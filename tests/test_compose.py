@@ -685,6 +685,11 @@ def test_http_stops_within_its_grace_and_its_check_then_fails(
     )
     child = console_child("http-server", "pullchat-http", env, tmp_path / "http.log").start()
     assert run_healthcheck("http-server", env) == 0
+    # With several workers, Sanic's manager holds a SIGTERM that arrives before
+    # it has registered its workers' start-up acknowledgements (about half a
+    # second after they serve) until its 30 s ack timeout: a known quirk of
+    # Sanic, noted in the README. A container is not stopped that early.
+    time.sleep(1.5)
     grace = duration(service("http-server")["stop_grace_period"])
     status, took = stop_timed(child, grace)
     assert status == 0 and took < grace, (status, took)
