@@ -6,7 +6,7 @@ to a real stack (the session's ``stack`` fixture, on 127.0.0.1). Every answer
 must pass schemathesis' own checks: no 5xx, a documented status, the documented
 content type, headers and body schema, 405 with ``Allow`` for other methods,
 schema-violating requests rejected and schema-valid ones accepted. The last two
-are refined only where /work/shared/api.md is, on purpose, more lenient or more
+are refined only where the API contract (api.md) is, on purpose, more lenient or more
 demanding than the document's schemas can say: see
 ``documented_negative_rejection`` and ``documented_positive_acceptance``. Every
 stored message is then pulled back (``assert_stored``), a cheap stateful check
