@@ -14,9 +14,9 @@ WORKDIR /app
 # Dependencies first, from setup.cfg alone, so this layer is rebuilt only when
 # setup.cfg changes: print install_requires (no extras) one per line, install those.
 COPY setup.cfg ./
-RUN python -c 'import configparser; c = configparser.ConfigParser(interpolation=None); c.read("setup.cfg"); print("\n".join(r for r in (s.strip() for s in c["options"]["install_requires"].splitlines()) if r and not r.startswith("#")))' > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+RUN python -c 'import configparser; c = configparser.ConfigParser(interpolation=None); c.read("setup.cfg"); print("\n".join(r for r in (s.strip() for s in c["options"]["install_requires"].splitlines()) if r and not r.startswith("#")))' > requirements.txt \
+    && pip install -r requirements.txt \
+    && rm requirements.txt
 
 # Then the source (.dockerignore lets only the packages and their metadata in).
 COPY . .

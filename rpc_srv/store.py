@@ -127,27 +127,18 @@ class MessageStore:
         sent again is decided per command here. (Cluster redirections, which
         mean the command did not run, are still followed.)
         """
-        no_retry = Retry(NoBackoff(), 0)
+        connection = {
+            "max_connections": pool_size,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
         if cluster:
-            client = RedisCluster.from_url(
-                url,
-                max_connections=pool_size,
-                # On MOVED, patch that slot only: rebuilding the whole map
-                # closes connections that other calls are using.
-                reinitialize_steps=0,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=no_retry,
-            )
+            # On MOVED, patch that slot only: rebuilding the whole map closes
+            # connections that other calls are using.
+            client = RedisCluster.from_url(url, reinitialize_steps=0, **connection)
             return cls(client, idempotency_ttl, pool_size)
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=no_retry,
-        )
+        pool = BlockingConnectionPool.from_url(url, timeout=timeout, **connection)
         return cls(Redis.from_pool(pool), idempotency_ttl, pool_size)
 
     @classmethod

@@ -15,6 +15,7 @@ from launcher.procs import free_port, redis_child
 from rpc_srv.store import MessageStore
 from tests.conftest import start_stack, stop_stack
 from tests.load import SendLoad
+from tests.test_store import walk
 
 pytestmark = pytest.mark.slow
 
@@ -60,26 +61,19 @@ async def test_redis_sigkill_loses_nothing_acknowledged(
 
         store = MessageStore.from_url(url)
         try:
-            stored: dict[str, dict[str, tuple[int, str]]] = {}
+            stored: dict[str, dict[str, int]] = {}
             for chat in chats:
-                cursor = 0
-                messages = []
-                while True:
-                    page = await store.pull(chat, cursor, 1000, False)
-                    messages += page.messages
-                    if not page.has_more:
-                        break
-                    cursor = page.next_cursor
-                times = [m["send_time"] for m in messages]
+                messages = await walk(store, chat, 1000, False)
+                times = [t for t, _ in messages]
                 assert times == sorted(set(times)), f"{chat}: send_time not strictly increasing"
-                texts = [m["text"] for m in messages]
+                texts = [text for _, text in messages]
                 assert len(texts) == len(set(texts)), f"{chat}: a message stored twice"
-                stored[chat] = {m["text"]: (m["send_time"], m["sender"]) for m in messages}
+                stored[chat] = {text: t for t, text in messages}
         finally:
             await store.close()
         lost = [o for o in acked if o.text not in stored[o.chat]]
         assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {lost[:3]}"
-        moved = [o for o in acked if stored[o.chat][o.text][0] != o.body["send_time"]]
+        moved = [o for o in acked if stored[o.chat][o.text] != o.body["send_time"]]
         assert not moved, f"send_time changed for {moved[:3]}"
         unacked_stored = sum(o.text in stored[o.chat] for o in failed)
         last_failure = max(o.started for o in failed)

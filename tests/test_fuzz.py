@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
@@ -51,6 +50,8 @@ from schemathesis import Case, CheckContext, Response
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
+from http_srv.errors import ApiError
+from http_srv.params import merge_fields, parse_body, parse_urlencoded
 from tests.conftest import Stack
 
 # Fuzzed cases per operation. Schemathesis adds its example and coverage cases
@@ -120,58 +121,26 @@ def query_value_is_valid(path: str, method: str, name: str, value: str) -> bool:
     return value.isascii() and value.isdigit() and bool(check.is_valid(int(value)))
 
 
-# The request as the server reads it (api.md, "Where parameters come from").
-
-
-def _first_wins(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for key, value in pairs:
-        fields.setdefault(key, value)
-    return fields
-
-
-def _multipart_fields(body: bytes, boundary: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    for part in body.split(b"--" + boundary.encode())[1:]:
-        if part.startswith(b"--"):
-            break
-        head, _, value = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        name = re.search(rb'name="([^"]*)"', head)
-        if name:
-            fields.setdefault(name.group(1).decode(), value.removesuffix(b"\r\n").decode())
-    return fields
+# The request as the server reads it: the server's own parsing (http_srv.params).
 
 
 def sent_fields(request: requests.PreparedRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     """(query fields, body fields) of a request as sent; ValueError if unreadable."""
-    query = _first_wins(
-        parse_qsl(urlsplit(request.url or "").query, keep_blank_values=True, errors="strict")
-    )
+    query_string = urlsplit(request.url or "").query
     raw = request.body or b""
-    body = raw.encode() if isinstance(raw, str) else raw
-    if not body.strip():
-        return query, {}
-    content_type = request.headers.get("Content-Type", "")
-    media = content_type.split(";")[0].strip().lower()
-    if media == "multipart/form-data":
-        boundary = re.search(r"boundary=([^;\s]+)", content_type)
-        if not boundary:
-            raise ValueError("multipart without a boundary")
-        return query, _multipart_fields(body, boundary.group(1).strip('"'))
-    if media == "application/json" or media.endswith("+json") or body.lstrip()[:1] in b"{[":
-        value = json.loads(body)
-        if not isinstance(value, dict):
-            raise ValueError("a JSON body that is not an object")
-        return query, {k: v for k, v in value.items() if v is not None}  # null: absent
-    if media in ("application/x-www-form-urlencoded", ""):
-        return query, _first_wins(parse_qsl(body.decode(), keep_blank_values=True, errors="strict"))
-    raise ValueError(f"unsupported Content-Type {media!r}")
+    try:
+        query = parse_urlencoded(query_string, "query") if query_string else {}
+        body = parse_body(
+            request.headers.get("Content-Type"), raw.encode() if isinstance(raw, str) else raw
+        )
+    except ApiError as exc:
+        raise ValueError(exc.msg) from None
+    return query, body
 
 
 def merged_fields(request: requests.PreparedRequest) -> dict[str, Any]:
     """All fields of a request: the body's win over the query's."""
-    query, body = sent_fields(request)
-    return {**query, **body}
+    return merge_fields(*sent_fields(request))
 
 
 # Refined checks: api.md where the schemas cannot say it.
