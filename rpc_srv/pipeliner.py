@@ -74,10 +74,13 @@ class Pipeliner:
             replies = await self._execute(calls)
         except Exception as exc:  # the whole round trip failed
             replies = [exc] * len(calls)
-        again, missing = [], []
+        again, missing, moving = [], [], []
         for c, reply in zip(calls, replies, strict=True):
             if isinstance(reply, redis_errors.NoScriptError) and not retried:
                 missing.append(c)  # never ran: safe to run again once loaded
+            elif isinstance(reply, redis_errors.ClusterError) and not retried:
+                # Redirections ran out while a slot was moving: it never ran.
+                moving.append(c)
             elif isinstance(reply, _TRANSIENT) and c.retry_safe and not retried:
                 # A broken connection may be a stale one from before a Redis
                 # restart: what may run twice gets one more try on a fresh one.
@@ -94,8 +97,10 @@ class Pipeliner:
                 for c in missing:
                     _fail(c, exc)
                 missing = []
-        if again or missing:
-            await self._run(again + missing, retried=True)
+        if moving:
+            await asyncio.sleep(0.05)  # let the slot's migration move on
+        if again or missing or moving:
+            await self._run(again + missing + moving, retried=True)
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
         started = time.perf_counter()
