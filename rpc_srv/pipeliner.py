@@ -11,11 +11,13 @@ atomic on its own, so the order and uniqueness guarantees of the scripts hold.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hiredis import pack_command
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
@@ -60,6 +62,11 @@ class Pipeliner:
         # A caller that gives up only drops its future: the pipeline still reads
         # every reply, so no connection is left holding an unread one.
         return await future
+
+    async def wait_idle(self) -> None:
+        """Wait until every call sent so far is settled (before closing the client)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _flush(self) -> None:
         calls, self._pending = self._pending, []
@@ -115,14 +122,42 @@ class Pipeliner:
 
     async def _roundtrip(self, calls: list[_Call]) -> list[Any]:
         """One reply or exception per call, or an exception for the whole trip."""
-        if len(calls) == 1 or self._cluster:
+        if self._cluster:
             # redis-py's cluster pipelines refuse EVALSHA: in a cluster the calls
             # go concurrently instead, each to its own node.
             return await asyncio.gather(*(self._one(c) for c in calls), return_exceptions=True)
-        pipe = self.redis.pipeline(transaction=False)
-        for c in calls:
-            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return await self._pipeline(calls)
+
+    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
+        """One write and one bounded read on one pooled connection.
+
+        This is redis-py's pipeline minus what these calls do not need (per
+        command packing in Python, a timer per reply, response callbacks):
+        hiredis packs the commands, and one deadline of the connection's
+        socket timeout covers all the replies. A connection that fails or
+        times out part way is closed by redis-py, so no reply is left unread.
+        """
+        assert isinstance(self.redis, Redis)
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            packed = b"".join(
+                pack_command(("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args))
+                for c in calls
+            )
+            await conn.send_packed_command(packed, check_health=False)
+            replies: list[Any] = []
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in calls:
+                    try:
+                        # No timer per reply (math.inf): the deadline above.
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except redis_errors.ResponseError as exc:
+                        replies.append(exc)  # that call's own error; read on
+        except TimeoutError:
+            raise redis_errors.TimeoutError("Redis did not answer in time") from None
+        finally:
+            await pool.release(conn)
         return replies
 
     async def _one(self, c: _Call) -> Any:

@@ -22,7 +22,7 @@ class Settings:
     )
     redis_pool_size: int = setting("REDIS_POOL_SIZE", 64, minimum=1, doc="per worker")
     redis_timeout: float = setting(
-        "REDIS_TIMEOUT", 0.8, minimum=0.01, doc="connect, each reply, and pool wait (s)"
+        "REDIS_TIMEOUT", 0.8, minimum=0.01, doc="connect, each round trip, and pool wait (s)"
     )
     idempotency_ttl: int = setting(
         "IDEMPOTENCY_TTL", 86400, minimum=1, doc="seconds an idempotency key is remembered"

@@ -122,7 +122,7 @@ class MessageStore:
     ) -> MessageStore:
         """A store on a pool of at most `pool_size` connections (per node in a cluster).
 
-        `timeout` bounds connecting, each reply, and the wait for a free
+        `timeout` bounds connecting, each round trip, and the wait for a free
         connection. redis-py's own retries are off: whether a command may be
         sent again is decided per command here. (Cluster redirections, which
         mean the command did not run, are still followed.)
@@ -173,6 +173,8 @@ class MessageStore:
         return store
 
     async def close(self) -> None:
+        """Close the pool once the calls in flight are settled (none is retried on a new one)."""
+        await self._pipeliner.wait_idle()
         await self.redis.aclose()
 
     async def ping(self) -> None:

@@ -52,6 +52,9 @@ class DelayProxy:
         except OSError:
             writer.close()
             return
+        except asyncio.CancelledError:  # the proxy is stopping
+            writer.close()
+            raise
         self._writers |= {writer, up_writer}
         try:
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
