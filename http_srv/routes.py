@@ -32,9 +32,17 @@ async def read_body(request: Request) -> bytes:
     stream = request.stream
     if not isinstance(stream, Http):
         return request.body
+    body_kind: object = stream.request_body  # None, True (Content-Length) or "chunked"
+    if not body_kind:
+        return request.body  # no body at all
     settings = ctx(request).settings
     # Sanic lifts the size limit for streamed bodies; put it back.
     stream.request_max_size = settings.request_max_bytes
+    left = stream.request_bytes_left or 0
+    if body_kind is True and len(stream.recv_buffer) >= left:
+        # Already all here (the usual case): reading cannot wait, so no timer.
+        await request.receive_body()  # type: ignore[no-untyped-call]
+        return request.body
     try:
         async with asyncio.timeout(settings.request_timeout):
             await request.receive_body()  # type: ignore[no-untyped-call]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -155,27 +156,36 @@ METHODS: dict[str, Callable[[MessageStore, int, dict[str, Any]], Awaitable[Reply
 
 
 async def call_method(app: web.Application, method: Any, params: Any) -> Reply:
-    """Run one call and return its reply, or its error reply; counted by method and code."""
+    """Run one call and return its reply, or its error reply (not counted: count_calls)."""
     try:
         if method not in METHODS:
             raise invalid("each call needs a method, send or pull")
         if not isinstance(params, dict):
             raise invalid("each call needs a request object")
-        result = await METHODS[method](app[STORE], app[TEXT_MAX_BYTES], params)
+        return await METHODS[method](app[STORE], app[TEXT_MAX_BYTES], params)
     except Exception as exc:
-        result = error_body(exc, app.logger)
-    metrics.CALLS.labels(str(method)[:8], str(result["code"])).inc()
-    return result
+        return error_body(exc, app.logger)
+
+
+def count_calls(methods: Sequence[Any], replies: Sequence[Reply]) -> None:
+    """Count calls by method and reply code: one increment per distinct pair."""
+    tally = Counter((str(m)[:8], str(r["code"])) for m, r in zip(methods, replies, strict=True))
+    for (method, code), n in tally.items():
+        metrics.CALLS.labels(method, code).inc(n)
+
+
+async def single(request: web.Request, method: str) -> web.Response:
+    result = await call_method(request.app, method, await read_object(request))
+    count_calls((method,), (result,))
+    return reply(result, 500 if result["code"] == Code.INTERNAL else 200)
 
 
 async def send(request: web.Request) -> web.Response:
-    result = await call_method(request.app, "send", await read_object(request))
-    return reply(result, 500 if result["code"] == Code.INTERNAL else 200)
+    return await single(request, "send")
 
 
 async def pull(request: web.Request) -> web.Response:
-    result = await call_method(request.app, "pull", await read_object(request))
-    return reply(result, 500 if result["code"] == Code.INTERNAL else 200)
+    return await single(request, "pull")
 
 
 async def batch(request: web.Request) -> web.Response:
@@ -190,14 +200,14 @@ async def batch(request: web.Request) -> web.Response:
         raise invalid(f"calls must be a list of 1 to {BATCH_MAX} calls")
     metrics.BATCH_CALLS.observe(len(calls))
     app = request.app
+    methods = [c.get("method") if isinstance(c, dict) else None for c in calls]
     replies = await asyncio.gather(
         *(
-            call_method(app, c.get("method"), c.get("request"))
-            if isinstance(c, dict)
-            else call_method(app, None, None)
-            for c in calls
+            call_method(app, m, c.get("request") if isinstance(c, dict) else None)
+            for m, c in zip(methods, calls, strict=True)
         )
     )
+    count_calls(methods, replies)
     return reply({"code": Code.OK, "msg": "success", "replies": replies})
 
 
