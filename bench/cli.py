@@ -8,9 +8,11 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORKLOADS = ("send", "pull", "mixed")  # the wrk scripts of bench/wrk
-EXTRAS = ("hey", "scale", "pong", "redis")  # comparisons and ceilings, on by default
+EXTRAS = ("hey", "scale", "batching", "pong", "redis")  # comparisons and ceilings, by default
 SMOKE_DURATION = 2
 SMOKE_CONNECTIONS = (1, 20)
+BATCHING_CONNECTIONS = 50
+BATCHING_ROUNDS = 2  # alternating batched / unbatched runs per workload
 
 
 @dataclass(frozen=True)

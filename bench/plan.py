@@ -21,7 +21,7 @@ import orjson
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from bench import dataset, redis_bench, stack
-from bench.cli import WORKLOADS, Options
+from bench.cli import BATCHING_CONNECTIONS, BATCHING_ROUNDS, WORKLOADS, Options
 from bench.hey_runner import run_hey
 from bench.measure import measure
 from bench.redis_bench import Test, run_redis_benchmark, tests
@@ -65,6 +65,8 @@ class Session:
         self.stack: stack.Stack | None = None
         self.pong: Child | None = None
         self.pong_url: str | None = None
+        self.unbatched: Child | None = None
+        self.unbatched_url: str | None = None
         self.results: list[RunResult] = []
         self.memory: list[dataset.MemoryFigure] = []
         self.scale: dict[int, dataset.LoadedChat] = {}
@@ -108,6 +110,14 @@ class Session:
                             partial(self.run_scale, n, variant),
                         )
                     )
+        if o.wants("batching") and o.url is None:
+            plan.append(Step("start an unbatched front end", 3, self.start_unbatched))
+            for name in ("send", "pull"):
+                for n in range(1 if o.smoke else BATCHING_ROUNDS):
+                    for batched in (True, False):
+                        label = f"{name} {'batched' if batched else 'unbatched'} #{n + 1}"
+                        plan.append(Step(label, d, partial(self.run_batching, name, batched)))
+            plan.append(Step("stop the unbatched front end", 1, self.stop_unbatched))
         if o.wants("pong"):
             plan.append(Step("start pong", 3, self.start_pong))
             plan.append(Step("warm up pong", WARM_UP_S + SETTLE_S, self.warm_up_pong))
@@ -120,8 +130,9 @@ class Session:
         return plan
 
     def pong_levels(self) -> list[int]:
-        """Every workload level, and c=50 for hey and the data-scale runs."""
-        return sorted(set(self.options.connections) | {HEY_CONNECTIONS, SCALE_CONNECTIONS})
+        """Every workload level, and c=50 for hey, data-scale and batching runs."""
+        extra = {HEY_CONNECTIONS, SCALE_CONNECTIONS, BATCHING_CONNECTIONS}
+        return sorted(set(self.options.connections) | extra)
 
     def execute(self) -> None:
         """Every step in order; whatever happens, stop all that was started."""
@@ -179,8 +190,21 @@ class Session:
             self.pong.stop()
             self.pong = None
 
+    def start_unbatched(self) -> None:
+        """A second front end on the same RPC service, with RPC_BATCH=false."""
+        self.unbatched, self.unbatched_url = stack.start_unbatched(self._stack(), self.logs)
+        time.sleep(SETTLE_S)
+        out = run_wrk(self.unbatched_url, script("mixed"), 20, WARM_UP_S, self.options.seed)
+        self._warm_up_done("unbatched front end", out.errors, out.failure)
+
+    def stop_unbatched(self) -> None:
+        if self.unbatched is not None:
+            self.unbatched.stop()
+            self.unbatched = None
+
     def stop(self) -> None:
         self.stop_pong()
+        self.stop_unbatched()
         if self.stack is not None:
             self.stack.stop()
 
@@ -307,6 +331,18 @@ class Session:
         s = self._stack()
         self._wrk(name, "workload", s.url, name, connections, s.roles)
 
+    def run_batching(self, name: str, batched: bool) -> None:
+        """One run of a workload through the batching or the unbatched front end."""
+        s = self._stack()
+        if batched:
+            url, roles = s.url, s.roles
+        else:
+            assert self.unbatched is not None and self.unbatched_url is not None
+            url, roles = self.unbatched_url, {**s.roles, "http": [self.unbatched.pid]}
+        label = f"{name} {'batched' if batched else 'unbatched'}"
+        extra = {"rpc_batch": batched}
+        self._wrk(label, "batching", url, name, BATCHING_CONNECTIONS, roles, extra)
+
     def run_pong(self, connections: int) -> None:
         assert self.pong is not None and self.pong_url is not None
         roles = {"pong": [self.pong.pid]}
@@ -397,7 +433,7 @@ class Session:
         pong = {r.connections: r.rps for r in self.results if r.group == "pong" and r.ok}
         for r in self.results:
             ceiling = pong.get(r.connections)
-            if r.group in ("workload", "hey", "scale") and r.rps and ceiling:
+            if r.group in ("workload", "hey", "scale", "batching") and r.rps and ceiling:
                 r.pong_ratio = r.rps / ceiling
 
     def failed(self) -> list[RunResult]:

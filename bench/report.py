@@ -187,6 +187,17 @@ def summary(
     if groups["hey"]:
         lines += ["## The same with hey (fixed request, c=50)", ""]
         lines += _http_table(groups["hey"], "run")
+    batching = [r for r in results if r.group == "batching"]
+    if batching:
+        lines += [
+            "## Batched vs unbatched RPC calls (c=50, runs alternating)",
+            "",
+            "The same RPC service and Redis behind two front ends: the stack's own "
+            "(`RPC_BATCH=true`, calls of one event-loop tick go as one `/rpc/batch`) "
+            "and a second one with `RPC_BATCH=false` (one RPC request per call).",
+            "",
+            *_http_table(batching, "run"),
+        ]
     lines += ["## Ceilings", ""]
     if groups["pong"]:
         title = f"### Bare Sanic `GET /ping`, {m['cpu_count']} workers (bench/pong.py)"

@@ -110,6 +110,15 @@ def attach(url: str, redis_url: str | None, rpc_url: str | None) -> Stack:
     return stack
 
 
+def start_unbatched(stack: Stack, logs: Path) -> tuple[Child, str]:
+    """Another front end like the stack's, on the same RPC service, with RPC_BATCH=false."""
+    port = free_port()
+    env = {**os.environ, **stack.env, "HTTP_PORT": str(port), "RPC_BATCH": "false"}
+    child = http_child(env, log=logs / "http-unbatched.log")
+    child.start(timeout=60)
+    return child, f"http://127.0.0.1:{port}"
+
+
 def start_pong(logs: Path, workers: int) -> tuple[Child, str]:
     """The bare Sanic ceiling (bench/pong.py) on a free loopback port."""
     port = free_port()
