@@ -1,11 +1,12 @@
 """Coalesce the script calls of one event-loop tick into one Redis pipeline.
 
-Every handler that is ready in the same tick adds its EVALSHA here; at the end
-of the tick they go to Redis together, one write and one read for all of them,
-instead of a round trip (and a pool checkout) each. (On a Redis Cluster they go
-concurrently, each to its node, since redis-py does not pipeline scripts there.)
-Each caller still gets its own reply or its own error. Each EVALSHA stays
-atomic on its own, so the order and uniqueness guarantees of the scripts hold.
+Every call made in the same tick adds its EVALSHA here (at once, so a batch's
+calls need no task each); at the end of the tick they go to Redis together, one
+write and one read for all of them, instead of a round trip (and a pool
+checkout) each. (On a Redis Cluster they go concurrently, each to its node,
+since redis-py does not pipeline scripts there.) Each caller still gets its
+own reply or its own error. Each EVALSHA stays atomic on its own, so the order
+and uniqueness guarantees of the scripts hold.
 """
 
 from __future__ import annotations
@@ -50,18 +51,22 @@ class Pipeliner:
         self._pending: list[_Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def call(
+    def submit(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], retry_safe: bool
-    ) -> Any:
-        """The script's reply, or the RedisError it raised (transient ones after a retry)."""
+    ) -> asyncio.Future[Any]:
+        """Queue a script call for this tick's pipeline, now.
+
+        The future gets the script's reply, or the RedisError it raised
+        (transient ones after a retry). A caller that gives up only drops its
+        future: the pipeline still reads every reply, so no connection is left
+        holding an unread one.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append(_Call(script, keys, args, retry_safe, future))
-        # A caller that gives up only drops its future: the pipeline still reads
-        # every reply, so no connection is left holding an unread one.
-        return await future
+        return future
 
     async def wait_idle(self) -> None:
         """Wait until every call sent so far is settled (before closing the client)."""

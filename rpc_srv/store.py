@@ -14,7 +14,9 @@ and are loaded again after a ``SCRIPT FLUSH`` or a restart of Redis.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, NamedTuple
@@ -183,37 +185,51 @@ class MessageStore:
         except redis_errors.RedisError as exc:
             raise _translate(exc) from exc
 
-    async def send(
+    def send(
         self, chat: str, sender: str, text: str, client_msg_id: str | None = None
-    ) -> SendResult:
-        """Store a message in a canonical chat and return its send_time.
+    ) -> Coroutine[Any, Any, SendResult]:
+        """Store a message in a canonical chat; await the result for its send_time.
 
-        With a `client_msg_id`, a send already stored under that id returns the
-        first send_time and stores nothing, so such a send is safe to retry.
+        The script call is queued before this returns (see ``submit``). With a
+        `client_msg_id`, a send already stored under that id returns the first
+        send_time and stores nothing, so such a send is safe to retry.
         """
         keys = [chat_key(chat)]
         if client_msg_id is not None:
             keys.append(idempotency_key(chat, client_msg_id))
         args = (encode_member_tail(sender, text), self.idempotency_ttl)
-        reply = await self._call(self._send, keys, args, client_msg_id is not None)
+        return self._sent(self._submit(self._send, keys, args, client_msg_id is not None))
+
+    def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Coroutine[Any, Any, Page]:
+        """One page of a canonical chat (see lua/pull.lua for the cursor rules), queued now."""
+        args = (cursor, limit, 1 if reverse else 0)
+        return self._page(chat, self._submit(self._pull, [chat_key(chat)], args, True))
+
+    def _submit(
+        self, script: AsyncScript, keys: list[str], args: tuple[Any, ...], retry_safe: bool
+    ) -> asyncio.Future[Any]:
+        """Queue a script call in this tick's pipeline (no task per call)."""
+        return self._pipeliner.submit(script, keys, args, retry_safe)
+
+    @staticmethod
+    async def _sent(pending: asyncio.Future[Any]) -> SendResult:
+        reply = await _settled(pending)
         return SendResult(int(reply[0]), bool(reply[1]))
 
-    async def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Page:
-        """One page of a canonical chat (see lua/pull.lua for the cursor rules)."""
-        reply = await self._call(
-            self._pull, [chat_key(chat)], (cursor, limit, 1 if reverse else 0), True
-        )
-        rows, next_cursor = reply
-        messages = []
-        for row in rows:
-            send_time, sender, text = orjson.loads(row)
-            messages.append({"chat": chat, "text": text, "sender": sender, "send_time": send_time})
+    @staticmethod
+    async def _page(chat: str, pending: asyncio.Future[Any]) -> Page:
+        rows, next_cursor = await _settled(pending)
+        messages = [
+            {"chat": chat, "text": text, "sender": sender, "send_time": send_time}
+            # One decode for the whole page: the rows are JSON arrays.
+            for send_time, sender, text in orjson.loads(b"[" + b",".join(rows) + b"]")
+        ]
         return Page(messages, next_cursor != 0, int(next_cursor))
 
-    async def _call(
-        self, script: AsyncScript, keys: list[str], args: tuple[Any, ...], retry_safe: bool
-    ) -> Any:
-        try:
-            return await self._pipeliner.call(script, keys, args, retry_safe)
-        except redis_errors.RedisError as exc:
-            raise _translate(exc) from exc
+
+async def _settled(pending: asyncio.Future[Any]) -> Any:
+    """A queued call's reply, with Redis's errors in the store's terms."""
+    try:
+        return await pending
+    except redis_errors.RedisError as exc:
+        raise _translate(exc) from exc
