@@ -117,4 +117,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    """Paths inside the checkout are written relative to it: a report names no
+    directory of the machine it ran on."""
+    raw = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    path.write_bytes(raw.replace(f"{REPO}{os.sep}".encode(), b""))
