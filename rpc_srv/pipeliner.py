@@ -20,7 +20,7 @@ from typing import Any
 
 from hiredis import pack_command
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import Connection, Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 from rpc_srv import metrics
@@ -140,34 +140,56 @@ class Pipeliner:
         command packing in Python, a timer per reply, response callbacks):
         hiredis packs the commands, and one deadline of the connection's
         socket timeout covers all the replies. A connection that fails or
-        times out part way is closed by redis-py, so no reply is left unread.
+        times out part way is closed (by redis-py, or here), so no reply is
+        left unread on a pooled connection.
         """
         assert isinstance(self.redis, Redis)
         pool = self.redis.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
         try:
             packed = b"".join(
                 pack_command(("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args))
                 for c in calls
             )
             await conn.send_packed_command(packed, check_health=False)
-            replies: list[Any] = []
             async with asyncio.timeout(conn.socket_timeout):
                 for _ in calls:
-                    try:
-                        # No timer per reply (math.inf): the deadline above.
-                        replies.append(await conn.read_response(timeout=math.inf))
-                    except redis_errors.ResponseError as exc:
-                        replies.append(exc)  # that call's own error; read on
+                    replies.append(await _read_reply(conn))
+            return replies
         except TimeoutError:
-            raise redis_errors.TimeoutError("Redis did not answer in time") from None
+            failure: redis_errors.RedisError = redis_errors.TimeoutError(
+                "Redis did not answer in time"
+            )
+        except _TRANSIENT as exc:
+            failure = exc
         finally:
             await pool.release(conn)
-        return replies
+        if not replies:
+            raise failure
+        # Broken part way (the connection is closed): the replies already read
+        # stand, and only the calls still waiting fail.
+        metrics.REDIS_ERRORS.labels(type(failure).__name__).inc()
+        return replies + [failure] * (len(calls) - len(replies))
 
     async def _one(self, c: _Call) -> Any:
         async with self._in_flight:
             return await self.redis.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+
+
+async def _read_reply(conn: Connection) -> Any:
+    """The next reply on `conn`: a script's result or its own error reply."""
+    try:
+        # No timer per reply (math.inf): the round trip's deadline bounds them.
+        reply = await conn.read_response(timeout=math.inf)
+    except redis_errors.ResponseError as exc:
+        return exc  # that call's own error; the others are read on
+    if reply is None:
+        # redis-py's answer to a socket-level timeout when given a timeout; the
+        # scripts always reply with an array, so the connection is broken.
+        await conn.disconnect(nowait=True)
+        raise redis_errors.ConnectionError("connection lost while reading replies")
+    return reply
 
 
 def _fail(call: _Call, exc: BaseException) -> None:
