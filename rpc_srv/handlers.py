@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -172,7 +173,7 @@ def start_call(app: web.Application, method: Any, params: Any) -> Pending:
     Not counted here: count_calls.
     """
     try:
-        if method not in METHODS:
+        if not isinstance(method, str) or method not in METHODS:
             raise invalid("each call needs a method, send or pull")
         if not isinstance(params, dict):
             raise invalid("each call needs a request object")
@@ -180,6 +181,15 @@ def start_call(app: web.Application, method: Any, params: Any) -> Pending:
     except Exception as exc:
         return settled(error_body(exc, app.logger))
     return replied(app, pending)
+
+
+_BACKGROUND: set[asyncio.Task[Reply]] = set()
+
+
+def settle_later(pending: Pending) -> None:
+    task = asyncio.ensure_future(pending)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 async def settled(result: Reply) -> Reply:
@@ -237,8 +247,10 @@ async def batch(request: web.Request) -> web.Response:
         for pending in started:
             replies.append(await pending)  # each settles by itself: order costs nothing
     finally:
-        for pending in started[len(replies) :]:
-            pending.close()  # cancelled part way: nothing left unawaited
+        # Cancelled part way: the call being awaited went with the handler; the
+        # ones after it still settle (they never raise), in the background.
+        for pending in started[len(replies) + 1 :]:
+            settle_later(pending)
     count_calls(methods, replies)
     return reply({"code": Code.OK, "msg": "success", "replies": replies})
 

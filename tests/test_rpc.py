@@ -70,15 +70,16 @@ def test_batch_keeps_each_reply_apart(stack: Stack) -> None:
         {"method": "send", "request": {"message": {"chat": c, "text": "2", "sender": "zz"}}},
         {"method": "nope", "request": {}},
         {"method": "send", "request": {"message": {"chat": c, "text": "3", "sender": first}}},
+        {"method": ["send"], "request": {}},  # not even hashable
         {"method": "pull", "request": {"chat": c, "limit": 5}},
     ]
     status, reply = rpc(stack, "/rpc/batch", {"calls": calls})
     assert status == 200 and reply["code"] == 0
     codes = [r["code"] for r in reply["replies"]]
-    assert codes == [0, 1, 1, 0, 0]
+    assert codes == [0, 1, 1, 0, 1, 0]
     one, three = reply["replies"][0], reply["replies"][3]
     assert three["send_time"] > one["send_time"]
-    texts = [m["text"] for m in reply["replies"][4]["messages"]]
+    texts = [m["text"] for m in reply["replies"][5]["messages"]]
     assert texts in (["1", "3"], ["1"], [])  # the pull ran concurrently with the sends
 
 
