@@ -39,7 +39,7 @@ async def read_body(request: Request) -> bytes:
     # Sanic lifts the size limit for streamed bodies; put it back.
     stream.request_max_size = settings.request_max_bytes
     left = stream.request_bytes_left or 0
-    if body_kind is True and len(stream.recv_buffer) >= left:
+    if body_kind is True and len(stream.recv_buffer) >= left and not stream.expecting_continue:
         # Already all here (the usual case): reading cannot wait, so no timer.
         await request.receive_body()  # type: ignore[no-untyped-call]
         return request.body
