@@ -187,16 +187,19 @@ _BACKGROUND: set[asyncio.Task[Reply]] = set()
 
 
 def settle_later(pending: Pending) -> None:
+    """Let a queued call finish with nobody waiting (its batch was cancelled)."""
     task = asyncio.ensure_future(pending)
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
 
 
 async def settled(result: Reply) -> Reply:
+    """A reply known at once (the call failed its checks), awaited like the others."""
     return result
 
 
 async def replied(app: web.Application, pending: Pending) -> Reply:
+    """The queued call's reply, or its error reply: it never raises (but for cancellation)."""
     try:
         return await pending
     except Exception as exc:
