@@ -56,7 +56,8 @@ async def test_redis_sigkill_loses_nothing_acknowledged(
             assert o.status in (503, 504), o
             assert set(o.body) == {"code", "msg"} and o.body["code"] == o.status, o
             assert o.elapsed <= RPC_TIMEOUT + 0.5, o
-        assert max(o.started for o in failed) <= back_at + 2.0, "no recovery within 2 s"
+        late = [o for o in failed if o.started > back_at + 2.0]
+        assert not late, f"no recovery within 2 s: {len(late)} late failures, e.g. {late[:3]}"
         assert any(o.started > back_at for o in acked), "no 200 after Redis came back"
 
         store = MessageStore.from_url(url)
