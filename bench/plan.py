@@ -193,9 +193,7 @@ class Session:
     def start_unbatched(self) -> None:
         """A second front end on the same RPC service, with RPC_BATCH=false."""
         self.unbatched, self.unbatched_url = stack.start_unbatched(self._stack(), self.logs)
-        time.sleep(SETTLE_S)
-        out = run_wrk(self.unbatched_url, script("mixed"), 20, WARM_UP_S, self.options.seed)
-        self._warm_up_done("unbatched front end", out.errors, out.failure)
+        self._warm_up("unbatched front end", self.unbatched_url, "mixed")
 
     def stop_unbatched(self) -> None:
         if self.unbatched is not None:
@@ -312,20 +310,19 @@ class Session:
 
     def warm_up_stack(self) -> None:
         """Open the pools of every tier before the first measured run."""
-        time.sleep(SETTLE_S)
-        out = run_wrk(self._stack().url, script("mixed"), 20, WARM_UP_S, self.options.seed)
-        self._warm_up_done("stack", out.errors, out.failure)
+        self._warm_up("stack", self._stack().url, "mixed")
 
     def warm_up_pong(self) -> None:
         assert self.pong_url is not None
-        time.sleep(SETTLE_S)
-        out = run_wrk(f"{self.pong_url}/ping", script("fixed"), 20, WARM_UP_S)
-        self._warm_up_done("pong", out.errors, out.failure)
+        self._warm_up("pong", f"{self.pong_url}/ping", "fixed")
 
-    def _warm_up_done(self, what: str, errors: int, failure: str | None) -> None:
-        if errors or failure:
-            self.warm_up_errors += errors or 1
-            self.note(f"warm-up of {what}: {failure or f'{errors} errors'}")
+    def _warm_up(self, what: str, url: str, lua: str) -> None:
+        """A short unmeasured wrk run; its errors are noted, not fatal."""
+        time.sleep(SETTLE_S)
+        out = run_wrk(url, script(lua), 20, WARM_UP_S, self.options.seed)
+        if out.errors or out.failure:
+            self.warm_up_errors += out.errors or 1
+            self.note(f"warm-up of {what}: {out.failure or f'{out.errors} errors'}")
 
     def run_workload(self, name: str, connections: int) -> None:
         s = self._stack()

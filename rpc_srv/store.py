@@ -25,7 +25,6 @@ import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 from redis.retry import Retry
 
 from rpc_srv.pipeliner import Pipeliner
@@ -190,7 +189,7 @@ class MessageStore:
     ) -> Coroutine[Any, Any, SendResult]:
         """Store a message in a canonical chat; await the result for its send_time.
 
-        The script call is queued before this returns (see ``submit``). With a
+        The script call is queued before this returns (``Pipeliner.submit``). With a
         `client_msg_id`, a send already stored under that id returns the first
         send_time and stores nothing, so such a send is safe to retry.
         """
@@ -198,18 +197,13 @@ class MessageStore:
         if client_msg_id is not None:
             keys.append(idempotency_key(chat, client_msg_id))
         args = (encode_member_tail(sender, text), self.idempotency_ttl)
-        return self._sent(self._submit(self._send, keys, args, client_msg_id is not None))
+        retry_safe = client_msg_id is not None
+        return self._sent(self._pipeliner.submit(self._send, keys, args, retry_safe))
 
     def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Coroutine[Any, Any, Page]:
         """One page of a canonical chat (see lua/pull.lua for the cursor rules), queued now."""
         args = (cursor, limit, 1 if reverse else 0)
-        return self._page(chat, self._submit(self._pull, [chat_key(chat)], args, True))
-
-    def _submit(
-        self, script: AsyncScript, keys: list[str], args: tuple[Any, ...], retry_safe: bool
-    ) -> asyncio.Future[Any]:
-        """Queue a script call in this tick's pipeline (no task per call)."""
-        return self._pipeliner.submit(script, keys, args, retry_safe)
+        return self._page(chat, self._pipeliner.submit(self._pull, [chat_key(chat)], args, True))
 
     @staticmethod
     async def _sent(pending: asyncio.Future[Any]) -> SendResult:

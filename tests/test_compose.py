@@ -312,29 +312,39 @@ class Running:
     env: dict[str, str]
 
 
+def start_service(name: str, tmp_path_factory: pytest.TempPathFactory, **overrides: str) -> Running:
+    """Service `name`'s console command with its compose environment plus `overrides`."""
+    env = service_env(name, **overrides)
+    log = tmp_path_factory.mktemp("compose") / f"{name}.log"
+    return Running(console_child(name, service(name)["command"][0], env, log).start(), env)
+
+
 @pytest.fixture(scope="module")
 def rpc_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """`pullchat-rpc` with rpc-server's compose environment, host and port on loopback."""
-    env = service_env(
-        "rpc-server", RPC_HOST="127.0.0.1", RPC_PORT=str(free_port()), REDIS_URL=redis_url
+    running = start_service(
+        "rpc-server",
+        tmp_path_factory,
+        RPC_HOST="127.0.0.1",
+        RPC_PORT=str(free_port()),
+        REDIS_URL=redis_url,
     )
-    log = tmp_path_factory.mktemp("compose") / "rpc.log"
-    child = console_child("rpc-server", service("rpc-server")["command"][0], env, log).start()
-    yield Running(child, env)
-    child.stop()
+    yield running
+    running.child.stop()
 
 
 @pytest.fixture(scope="module")
 def http_server(rpc_server: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """`pullchat-http` with http-server's compose environment, aimed at `rpc_server`."""
-    rpc_url = f"http://127.0.0.1:{rpc_server.env['RPC_PORT']}"
-    env = service_env(
-        "http-server", HTTP_HOST="127.0.0.1", HTTP_PORT=str(free_port()), RPC_URL=rpc_url
+    running = start_service(
+        "http-server",
+        tmp_path_factory,
+        HTTP_HOST="127.0.0.1",
+        HTTP_PORT=str(free_port()),
+        RPC_URL=f"http://127.0.0.1:{rpc_server.env['RPC_PORT']}",
     )
-    log = tmp_path_factory.mktemp("compose") / "http.log"
-    child = console_child("http-server", service("http-server")["command"][0], env, log).start()
-    yield Running(child, env)
-    child.stop()
+    yield running
+    running.child.stop()
 
 
 # --- the Dockerfile and .dockerignore ----------------------------------------------------
