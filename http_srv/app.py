@@ -9,6 +9,7 @@ from sanic import Sanic
 from http_srv import routes
 from http_srv.context import App, AppContext
 from http_srv.errors import JsonErrorHandler
+from http_srv.protocol import LimitedHttp
 from http_srv.rpc_client import RpcClient
 from http_srv.settings import Settings
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> App:
         ACCESS_LOG=settings.access_log,
         MOTD=False,
     )
+    LimitedHttp.line_max_bytes = settings.request_max_line_bytes
     routes.register(app, OPENAPI_DOCUMENT)
 
     @app.before_server_start

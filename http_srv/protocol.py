@@ -1,19 +1,59 @@
-"""Sanic's HTTP/1.1 protocol with request deadlines counted from the first byte.
+"""Sanic's HTTP/1.1 protocol with request deadlines counted from the first byte,
+and exact statuses for a request head over its limits.
 
 Sanic measures its request and response timeouts from the last byte received,
 so a client trickling a byte at a time would never time out. Here bytes that
 belong to a request already under way do not restart the clock: its headers
 must arrive within ``REQUEST_TIMEOUT`` of its first byte, and the routes read
 the body under the same bound (routes.read_body).
+
+Sanic answers any head over ``REQUEST_MAX_HEADER_BYTES`` with 413. RFC 9110
+has its own statuses for these: a request line over ``REQUEST_MAX_LINE_BYTES``
+is a 414, a head (request line and headers) over ``REQUEST_MAX_HEADER_BYTES``
+a 431. Either way the rest of the head is never read, so the connection is
+closed after the answer.
 """
 
 from __future__ import annotations
 
+from sanic.exceptions import HTTPException, URITooLong
+from sanic.http import Http
 from sanic.http.constants import Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
 
 
+class HeadersTooLarge(HTTPException):
+    """431: the request's header fields are over their limit."""
+
+    status_code = 431
+    quiet = True
+
+
+class LimitedHttp(Http):
+    """Checks the request line and the head against their limits before Sanic parses them."""
+
+    line_max_bytes = 8192  # set from REQUEST_MAX_LINE_BYTES by create_app
+
+    async def http1_request_header(self) -> None:
+        buf = self.recv_buffer
+        while True:
+            line_end = buf.find(b"\r\n")
+            if line_end > self.line_max_bytes or (line_end < 0 and len(buf) > self.line_max_bytes):
+                raise URITooLong("request line exceeds the size limit")
+            head_end = buf.find(b"\r\n\r\n")
+            if head_end >= self.HEADER_MAX_SIZE or (
+                head_end < 0 and len(buf) > self.HEADER_MAX_SIZE
+            ):
+                raise HeadersTooLarge("request header fields exceed the size limit")
+            if head_end >= 0:
+                break
+            await self._receive_more()
+        await super().http1_request_header()  # type: ignore[no-untyped-call]
+
+
 class DeadlineProtocol(HttpProtocol):
+    HTTP_CLASS = LimitedHttp
+
     def data_received(self, data: bytes) -> None:
         http = getattr(self, "_http", None)
         under_way = http is not None and (

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from importlib.resources import files
 from typing import Any
 
 import orjson
 from sanic import HTTPResponse, Request
 from sanic.http import Http
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from http_srv import metrics
 from http_srv.context import App, ctx
@@ -111,10 +113,39 @@ async def metrics_text(request: Request) -> HTTPResponse:
     return HTTPResponse(prom.render(), headers={"Content-Type": prom.CONTENT_TYPE})
 
 
+# Swagger UI at /docs: our page and initializer, the bundle's files under /docs/ui/.
+DOCS_DIR = files("http_srv").joinpath("docs")
+DOCS_ASSETS_ROUTE = "swagger_ui_assets"
+# The UI's own scripts and styles only, from this origin; it fetches the document here.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
 def register(app: App, openapi_document: bytes) -> None:
     async def openapi(request: Request) -> HTTPResponse:
         await read_body(request)
         return HTTPResponse(openapi_document, content_type="application/json")
+
+    docs_page = DOCS_DIR.joinpath("index.html").read_bytes()
+    docs_init = DOCS_DIR.joinpath("init.js").read_bytes()
+
+    async def docs(request: Request) -> HTTPResponse:
+        await read_body(request)
+        return HTTPResponse(
+            docs_page,
+            content_type="text/html; charset=utf-8",
+            headers={"Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache"},
+        )
+
+    async def docs_script(request: Request) -> HTTPResponse:
+        await read_body(request)
+        return HTTPResponse(
+            docs_init,
+            content_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     measured = app.ctx.settings.metrics
 
@@ -128,6 +159,9 @@ def register(app: App, openapi_document: bytes) -> None:
         )
 
     add(openapi, "/docs/openapi.json", "GET", "openapi")
+    add(docs, "/docs", "GET", "docs")
+    app.add_route(docs_script, "/docs/init.js", methods=["GET"], name=f"init_{DOCS_ASSETS_ROUTE}")
+    app.static("/docs/ui", swagger_ui_path, name=DOCS_ASSETS_ROUTE)
     add(ping, "/ping", "GET", "ping")
     add(send, "/api/send", "POST", "send")
     add(pull, "/api/pull", "GET", "pull")

@@ -33,7 +33,12 @@ class Settings:
     )
     rpc_batch_max: int = setting("RPC_BATCH_MAX", 128, minimum=1, doc="calls per batch at most")
     request_max_bytes: int = setting("REQUEST_MAX_BYTES", 1024 * 1024, minimum=1024)
-    request_max_header_bytes: int = setting("REQUEST_MAX_HEADER_BYTES", 8192, minimum=1024)
+    request_max_header_bytes: int = setting(
+        "REQUEST_MAX_HEADER_BYTES", 8192, minimum=1024, doc="request line and headers; 431 over"
+    )
+    request_max_line_bytes: int = setting(
+        "REQUEST_MAX_LINE_BYTES", 8192, minimum=256, doc="request line (method, URL); 414 over"
+    )
     text_max_bytes: int = setting("TEXT_MAX_BYTES", TEXT_MAX_BYTES_DEFAULT)
     request_timeout: float = setting(
         "REQUEST_TIMEOUT", 10.0, minimum=0.1, doc="a request must arrive within (s)"

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from rpc_srv import metrics, prom
 from rpc_srv.chat import ChatError, canonicalize, check_client_msg_id, utf8_longer_than
@@ -264,10 +265,20 @@ async def metrics_text(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Code 0 when Redis answers a PING, else UNAVAILABLE (also while draining)."""
+    """200 and code 0 when Redis answers a PING; else 503, UNAVAILABLE and the reason.
+
+    A Redis that refuses us (protected mode, a wrong password, a server that is
+    loading) reads as what it is, not as an internal error.
+    """
     if DRAIN.draining:
-        return reply({"code": Code.UNAVAILABLE, "msg": "draining"})
-    await request.app[STORE].ping()
+        return reply({"code": Code.UNAVAILABLE, "msg": "draining"}, 503)
+    try:
+        await request.app[STORE].ping()
+    except StoreUnavailable as exc:
+        return reply({"code": Code.UNAVAILABLE, "msg": f"store unavailable ({exc})"}, 503)
+    except RedisError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return reply({"code": Code.UNAVAILABLE, "msg": f"store refused us: {reason}"}, 503)
     return reply({"code": Code.OK, "msg": "ok"})
 
 

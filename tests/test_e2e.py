@@ -291,7 +291,10 @@ def raw_exchange(base: str, data: bytes, timeout: float = 5.0) -> bytes:
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
-        (b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n", b"413"),
+        (b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10000 + b"\r\n\r\n", b"431"),
+        (b"GET /ping HTTP/1.1\r\n" + b"X-Many: a\r\n" * 1000 + b"\r\n", b"431"),
+        (b"GET /api/pull?chat=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
+        (b"GET /api/pull?chat=" + b"a" * 20000, b"414"),
         (
             b"POST /api/send HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
@@ -305,7 +308,7 @@ def raw_exchange(base: str, data: bytes, timeout: float = 5.0) -> bytes:
 def test_http_level_errors_are_json_and_close(
     stack: Stack, request_bytes: bytes, status: bytes
 ) -> None:
-    """Bad framing, big headers and non-ASCII URLs get a JSON error and a closed connection."""
+    """Bad framing, long request lines, big heads and non-ASCII URLs: JSON error, then closed."""
     answer = raw_exchange(stack.base, request_bytes)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == status, answer

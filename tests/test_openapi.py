@@ -22,6 +22,7 @@ from sanic import Sanic
 from http_srv.app import create_app
 from http_srv.errors import ApiError
 from http_srv.params import pull_params, send_params
+from http_srv.routes import DOCS_ASSETS_ROUTE
 from http_srv.settings import Settings
 from rpc_srv.chat import ChatError, check_member, split_chat
 from tests.conftest import Stack, http_call
@@ -30,7 +31,7 @@ DOC_BYTES = files("http_srv").joinpath("openapi.json").read_bytes()
 DOC: dict[str, Any] = orjson.loads(DOC_BYTES)
 DOC_URI = "https://pullchat.invalid/openapi.json"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-COMMON_STATUSES = {"200", "400", "404", "405", "408", "413"}
+COMMON_STATUSES = {"200", "400", "404", "405", "408", "413", "414", "431"}
 API_STATUSES = COMMON_STATUSES | {"415", "502", "503", "504"}
 
 
@@ -124,7 +125,7 @@ def test_every_example_matches_its_schema() -> None:
 def test_every_operation_documents_every_error_status() -> None:
     """Each operation lists every status the server can answer it with, errors as Error."""
     ids = [op["operationId"] for _, _, op in operations()]
-    assert len(ids) == len(set(ids)) == 5
+    assert len(ids) == len(set(ids)) == 6
     for path, method, op in operations():
         statuses = set(op["responses"])
         expected = API_STATUSES if path.startswith("/api/") else COMMON_STATUSES
@@ -169,6 +170,8 @@ def app_routes(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
     app = create_app(Settings())
     routes = set()
     for route in app.router.routes:
+        if route.name.endswith(DOCS_ASSETS_ROUTE):
+            continue  # Swagger UI's own files, not part of the API
         # Sanic spells a path without its leading '/' and parameters as <name:type>.
         path = "/" + re.sub(r"<([^:>]+)(:[^>]*)?>", r"{\1}", route.path)
         routes |= {(path, method.upper()) for method in route.methods}
@@ -400,3 +403,47 @@ def test_send_body_schema_never_stricter_than_the_server(fields: dict[str, Any])
     except ApiError:
         accepted = False
     assert is_valid(pointer("components", "schemas", "SendJsonBody"), fields) == accepted
+
+
+def fetch_raw(base: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_docs_serve_swagger_ui_from_the_package(stack: Stack) -> None:
+    """/docs is Swagger UI: the page, its scripts and styles all from this server, no CDN."""
+    status, headers, page = fetch_raw(stack.base, "/docs")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assets = re.findall(rb'(?:src|href)="([^"]+)"', page)
+    assert len(assets) == 4 and all(a.startswith(b"/docs/") for a in assets), assets
+    kinds = {".js": "javascript", ".css": "text/css"}
+    for asset in assets:
+        status, headers, body = fetch_raw(stack.base, asset.decode())
+        assert status == 200, asset
+        assert kinds[asset[asset.rindex(b".") :].decode()] in headers["content-type"], asset
+        assert len(body) > 100, asset
+    bundle = fetch_raw(stack.base, "/docs/ui/swagger-ui-bundle.js")[2]
+    assert b"SwaggerUIBundle" in bundle
+    init = fetch_raw(stack.base, "/docs/init.js")[2]
+    assert b'"/docs/openapi.json"' in init
+
+
+@pytest.mark.parametrize(
+    "path", ["/docs/ui/../openapi.json", "/docs/ui/%2e%2e/%2e%2e/__init__.py", "/docs/ui/nope.js"]
+)
+def test_docs_assets_stay_in_their_folder(stack: Stack, path: str) -> None:
+    """Nothing outside Swagger UI's folder is served from /docs/ui/; misses are JSON 404s."""
+    status, _, body = fetch_raw(stack.base, path)
+    if status == 200:
+        # Only a normalised URL that lands on the real document itself may answer.
+        assert body == DOC_BYTES, path
+    else:
+        assert status in (400, 404), (path, status)
+        assert orjson.loads(body)["code"] == status

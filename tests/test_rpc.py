@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sys
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from launcher.procs import Child, free_port, redis_server_binary
 from tests.conftest import Stack, http_call
 
 
@@ -41,6 +47,60 @@ def test_health(stack: Stack) -> None:
     """/health answers code 0 while Redis answers."""
     status, reply, _ = http_call(stack.rpc_url, "GET", "/health")
     assert (status, reply) == (200, {"code": 0, "msg": "ok"})
+
+
+def answers(url: str) -> Callable[[], bool]:
+    """A probe that is true once `url` gives any HTTP answer."""
+
+    def probe() -> bool:
+        try:
+            http_call(url, "GET", "/health", timeout=1)
+        except OSError:
+            return False
+        return True
+
+    return probe
+
+
+@pytest.mark.parametrize("password", [None, "wrong"])
+def test_health_says_redis_refuses_us(tmp_path: Path, password: str | None) -> None:
+    """A Redis that wants another password: /health is a 503 with the reason, not a 500."""
+    redis_port, rpc_port = free_port(), free_port()
+    redis = Child(
+        "redis",
+        [redis_server_binary(), "--port", str(redis_port), "--bind", "127.0.0.1",
+         "--requirepass", "right", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        lambda: http_port_open(redis_port),
+        log=tmp_path / "redis.log",
+    ).start()  # fmt: skip
+    auth = f":{password}@" if password else ""
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://{auth}127.0.0.1:{redis_port}/0",
+        "RPC_HOST": "127.0.0.1",
+        "RPC_PORT": str(rpc_port),
+        "RPC_WORKERS": "1",
+    }
+    rpc_url = f"http://127.0.0.1:{rpc_port}"
+    rpc = Child("rpc", [sys.executable, "-m", "rpc_srv"], answers(rpc_url), env,
+                log=tmp_path / "rpc.log").start()  # fmt: skip
+    try:
+        status, reply, seconds = http_call(rpc_url, "GET", "/health")
+    finally:
+        rpc.stop()
+        redis.stop()
+    assert status == 503, reply
+    assert reply["code"] == 2 and "Authentication" in reply["msg"], reply
+    assert seconds < 2
+    assert "Traceback" not in (tmp_path / "rpc.log").read_text("utf-8", "replace")
+
+
+def http_port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(
