@@ -13,11 +13,12 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from http_srv.settings import Settings
+from rpc_srv.envvars import or_exit
 from rpc_srv.prom import prepare_multiprocess_dir
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = or_exit(Settings.from_env, "pullchat-http")
     if settings.workers > 1:
         # Before prometheus_client is imported: workers share one metrics directory.
         prepare_multiprocess_dir()

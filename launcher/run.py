@@ -13,7 +13,21 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from http_srv.settings import Settings as HttpSettings
 from launcher.procs import Child, StartError, http_child, redis_child, rpc_child
+from rpc_srv.envvars import env_int, or_exit
+from rpc_srv.settings import Settings as RpcSettings
+
+
+def check_settings(env: dict[str, str]) -> None:
+    """Every setting of the run command and both tiers, before anything starts.
+
+    A bad one exits with status 2 and one line naming it (envvars.or_exit).
+    """
+    os.environ.update(env)  # the tiers read their settings from the environment
+    or_exit(lambda: env_int("REDIS_PORT", 6379, minimum=1))
+    or_exit(HttpSettings.from_env)
+    or_exit(RpcSettings.from_env)
 
 
 def main() -> None:
@@ -22,6 +36,7 @@ def main() -> None:
     env.setdefault("RPC_PORT", "8888")
     env.setdefault("HTTP_PORT", "8080")
     env.setdefault("RPC_URL", f"http://127.0.0.1:{env['RPC_PORT']}")
+    check_settings(env)
     children: list[Child] = []
 
     stopping = False
@@ -36,7 +51,7 @@ def main() -> None:
     status = 0
     try:
         if not env.get("REDIS_URL"):
-            port = int(env.get("REDIS_PORT") or 6379)
+            port = env_int("REDIS_PORT", 6379, minimum=1)
             data_dir = Path(env.get("PULLCHAT_DATA_DIR") or "data") / "redis"
             children.append(redis_child(port, data_dir).start())
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"

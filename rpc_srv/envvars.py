@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import field, fields
 from typing import Any, TypeVar
 
@@ -75,3 +77,15 @@ def from_env(cls: type[T]) -> T:
         else:
             values[f.name] = env_str(name, str(default))
     return cls(**values)
+
+
+def or_exit(load: Callable[[], T], program: str = "pullchat") -> T:
+    """`load()`, or one line naming the bad setting on stderr and exit status 2.
+
+    A bad setting is the operator's to fix, not a crash: no traceback.
+    """
+    try:
+        return load()
+    except SettingError as exc:
+        print(f"{program}: bad setting: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

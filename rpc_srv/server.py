@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from rpc_srv.envvars import or_exit
 from rpc_srv.prom import prepare_multiprocess_dir
 
 
 def main() -> None:
+    from rpc_srv.settings import Settings  # imports no prometheus_client
+
+    settings = or_exit(Settings.from_env, "pullchat-rpc")
     # Before anything imports prometheus_client: workers share one metrics directory.
     prepare_multiprocess_dir()
     from rpc_srv.gunicorn_app import RpcServer
-    from rpc_srv.settings import Settings
 
-    RpcServer(Settings.from_env()).run()
+    RpcServer(settings).run()
 
 
 if __name__ == "__main__":

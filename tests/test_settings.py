@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from http_srv.settings import Settings as HttpSettings
+from launcher.procs import free_port
 from rpc_srv.envvars import SettingError
 from rpc_srv.settings import Settings as RpcSettings
 
@@ -59,3 +66,72 @@ def test_readme_documents_every_setting() -> None:
     for cls in (HttpSettings, RpcSettings):
         for f in fields(cls):
             assert f"| `{f.metadata['env']}` |" in readme, f.metadata["env"]
+
+
+# Settings that take any string: nothing to refuse before they are used.
+FREE_FORM = {"HTTP_HOST", "RPC_HOST", "RPC_URL", "REDIS_URL", "PULLCHAT_DATA_DIR"}
+README_ROW = re.compile(r"^\| `([A-Z_]+)` \| [^|]+ \| `([^`]*)` \|", re.MULTILINE)
+
+
+def readme_settings() -> list[tuple[str, str]]:
+    """(variable, default) of every row of the README's configuration table."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return README_ROW.findall(section)
+
+
+def bad_value(default: str) -> str:
+    """A value the setting with this default cannot take."""
+    if default in ("True", "False"):
+        return "maybe"
+    if default == "auto":
+        return "sometimes"
+    return "abc"
+
+
+CHECKED = [(name, bad_value(d)) for name, d in readme_settings() if name not in FREE_FORM]
+
+
+def test_every_readme_setting_is_checked_or_free_form() -> None:
+    """The bad-value test below covers every row of the table but the free-form strings."""
+    names = {name for name, _ in readme_settings()}
+    assert len(names) >= 30 and names >= FREE_FORM
+    assert len(CHECKED) == len(names) - len(FREE_FORM)
+
+
+@pytest.mark.parametrize(("name", "value"), CHECKED, ids=[n for n, _ in CHECKED])
+def test_run_command_refuses_a_bad_setting_before_starting(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    """`make run` with a bad value: one line naming it, exit status 2, nothing started."""
+    redis_port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_PORT": str(redis_port),
+        "PULLCHAT_DATA_DIR": str(tmp_path),
+        "HTTP_PORT": str(free_port()),
+        "RPC_PORT": str(free_port()),
+        name: value,
+    }
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher"], env=env, capture_output=True, timeout=60, text=True
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert name in lines[0] and repr(value) in lines[0], lines[0]
+    assert done.stdout == ""  # nothing was started, not even Redis
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("module", ["http_srv", "rpc_srv"])
+def test_each_server_refuses_a_bad_setting_in_one_line(module: str) -> None:
+    """Started on its own, each tier also says what is wrong in one line and exits 2."""
+    env = {**os.environ, "HTTP_PORT": "abc", "RPC_PORT": "abc"}
+    done = subprocess.run(
+        [sys.executable, "-m", module], env=env, capture_output=True, timeout=60, text=True
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "_PORT must be an integer, got 'abc'" in lines[0], done.stderr
