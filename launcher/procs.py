@@ -93,12 +93,19 @@ class Child:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise StartError(f"{self.name} exited with {self.proc.returncode} while starting")
-            if self.ready():
-                return self
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise StartError(
+                        f"{self.name} exited with {self.proc.returncode} while starting"
+                    )
+                if self.ready():
+                    return self
+                time.sleep(0.05)
+        except BaseException:
+            # Interrupted while waiting (a signal, Ctrl-C): not left running.
+            self.stop()
+            raise
         self.stop()
         raise StartError(f"{self.name} did not become ready within {timeout:g} s")
 
@@ -129,13 +136,15 @@ class Child:
         return self.proc.returncode
 
 
-def http_ok(url: str) -> Callable[[], bool]:
-    """A probe that is true once `url` answers 200."""
+def http_ok(url: str, also: tuple[int, ...] = ()) -> Callable[[], bool]:
+    """A probe that is true once `url` answers 200 (or one of the statuses `also`)."""
 
     def probe() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 return bool(resp.status == 200)
+        except urllib.error.HTTPError as exc:
+            return exc.code in also
         except (urllib.error.URLError, OSError):
             return False
 
@@ -178,7 +187,9 @@ def redis_child(
 def rpc_child(env: Mapping[str, str], log: Path | None = None) -> Child:
     host = env.get("RPC_HOST") or "127.0.0.1"
     port = env.get("RPC_PORT") or "8888"
-    probe = http_ok(f"http://{host}:{port}/health")
+    # Up once /health answers: 503 too, which names a store that is down or
+    # refuses us (the service is running and says so).
+    probe = http_ok(f"http://{host}:{port}/health", also=(503,))
     return Child("rpc", [sys.executable, "-m", "rpc_srv"], probe, env, log)
 
 

@@ -19,6 +19,10 @@ from rpc_srv.envvars import env_int, or_exit
 from rpc_srv.settings import Settings as RpcSettings
 
 
+class Interrupted(Exception):
+    """A stop signal arrived while the stack was still starting."""
+
+
 def check_settings(env: dict[str, str]) -> None:
     """Every setting of the run command and both tiers, before anything starts.
 
@@ -40,10 +44,13 @@ def main() -> None:
     children: list[Child] = []
 
     stopping = False
+    starting = True
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
+        if starting:
+            raise Interrupted  # out of the start-up wait: what was started is stopped
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -58,6 +65,7 @@ def main() -> None:
             print(f"pullchat: Redis on 127.0.0.1:{port}, AOF in {data_dir}", flush=True)
         children.append(rpc_child(env).start())
         children.append(http_child(env).start())
+        starting = False
         print(
             f"pullchat: up at http://127.0.0.1:{env['HTTP_PORT']} "
             f"(RPC {env['RPC_URL']}); Ctrl-C stops it",
@@ -73,7 +81,10 @@ def main() -> None:
     except StartError as exc:
         print(f"pullchat: {exc}", file=sys.stderr)
         status = 1
+    except Interrupted:
+        pass
     finally:
+        starting = False  # a second signal must not cut the stopping short
         for child in reversed(children):
             child.stop()
     sys.exit(status)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from launcher.procs import Child, free_port, redis_server_binary
+from launcher.procs import Child, free_port, redis_server_binary, rpc_child
 from tests.conftest import Stack, http_call
 
 
@@ -49,19 +47,6 @@ def test_health(stack: Stack) -> None:
     assert (status, reply) == (200, {"code": 0, "msg": "ok"})
 
 
-def answers(url: str) -> Callable[[], bool]:
-    """A probe that is true once `url` gives any HTTP answer."""
-
-    def probe() -> bool:
-        try:
-            http_call(url, "GET", "/health", timeout=1)
-        except OSError:
-            return False
-        return True
-
-    return probe
-
-
 @pytest.mark.parametrize("password", [None, "wrong"])
 def test_health_says_redis_refuses_us(tmp_path: Path, password: str | None) -> None:
     """A Redis that wants another password: /health is a 503 with the reason, not a 500."""
@@ -82,8 +67,7 @@ def test_health_says_redis_refuses_us(tmp_path: Path, password: str | None) -> N
         "RPC_WORKERS": "1",
     }
     rpc_url = f"http://127.0.0.1:{rpc_port}"
-    rpc = Child("rpc", [sys.executable, "-m", "rpc_srv"], answers(rpc_url), env,
-                log=tmp_path / "rpc.log").start()  # fmt: skip
+    rpc = rpc_child(env, log=tmp_path / "rpc.log").start()
     try:
         status, reply, seconds = http_call(rpc_url, "GET", "/health")
     finally:
