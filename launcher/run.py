@@ -66,9 +66,10 @@ def main() -> None:
         children.append(rpc_child(env).start())
         children.append(http_child(env).start())
         starting = False
+        base = f"http://127.0.0.1:{env['HTTP_PORT']}"
         print(
-            f"pullchat: up at http://127.0.0.1:{env['HTTP_PORT']} "
-            f"(RPC {env['RPC_URL']}); Ctrl-C stops it",
+            f"pullchat: up: API {base}/api, docs {base}/docs, metrics {base}/metrics, "
+            f"RPC {env['RPC_URL']}; Ctrl-C stops it",
             flush=True,
         )
         while not stopping:

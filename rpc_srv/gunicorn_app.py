@@ -51,6 +51,14 @@ class RpcServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "pullchat-rpc",
             "control_socket_disable": True,
             "child_exit": lambda _arbiter, worker: prom.mark_process_dead(worker.pid),
+            # With reuse_port each worker binds its own socket, so gunicorn's own
+            # "Listening at" line has no address to show: say it here.
+            "when_ready": lambda arbiter: arbiter.log.info(
+                "pullchat-rpc listening at http://%s:%s with %s worker(s)",
+                s.host,
+                s.port,
+                s.workers,
+            ),
         }
         for key, value in options.items():
             self.cfg.set(key, value)
