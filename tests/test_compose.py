@@ -294,7 +294,8 @@ def console_child(name: str, command: str, env: Mapping[str, str], log: Path) ->
     script = BIN / command
     assert script.exists(), f"{script}: console script not installed (pip install -e .)"
     if command == "pullchat-rpc":
-        probe = http_ok(f"http://{env['RPC_HOST']}:{env['RPC_PORT']}/health")
+        # /health answers 503 while Redis is down: the service is up all the same.
+        probe = http_ok(f"http://{env['RPC_HOST']}:{env['RPC_PORT']}/health", also=(503,))
     else:
         probe = http_ok(f"http://{env['HTTP_HOST']}:{env['HTTP_PORT']}/ping")
     return Child(name, [str(script)], probe, dict(os.environ, **env), log)
