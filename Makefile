@@ -25,11 +25,20 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@touch $@
 
+# newman, the Postman CLI, runs postman/ against a live stack in the tests.
+NEWMAN_PREFIX := $(VENV)/node
+NEWMAN := $(NEWMAN_PREFIX)/node_modules/.bin/newman
+
+$(VENV)/.installed-newman:
+	@command -v npm >/dev/null || { echo "make test: npm is missing; it installs newman (the Postman CLI). Install Node.js 16 or later with npm (Debian: apt-get install npm)." >&2; exit 1; }
+	npm install --prefix $(NEWMAN_PREFIX) --no-audit --no-fund --loglevel=error newman@6
+	@touch $@
+
 run: $(VENV)/.installed ## install and start Redis (unless REDIS_URL is set), the RPC service and the front end
 	$(BIN)/pullchat-run
 
-test: $(VENV)/.installed-dev ## install and run the test suite (needs redis-server, redis-cli and wrk: see README)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.installed-dev $(VENV)/.installed-newman ## install and run the test suite (needs redis-server, redis-cli, wrk and npm: see README)
+	NEWMAN=$(NEWMAN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev ## ruff lint and format check
 	$(BIN)/ruff check .

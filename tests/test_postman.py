@@ -1,25 +1,35 @@
-"""The Postman collection: well-formed v2.1, and every request gets the status it expects."""
+"""The Postman collection: well-formed v2.1, and newman runs it green against a live stack.
+
+The collection's own test scripts do the checking (status, shape of every answer,
+paging through the run's messages); this file checks its structure and that newman
+ran every request with every assertion passing. `make test` installs newman.
+"""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
-import pytest
 
-from tests.conftest import Stack, http_call
+from tests.conftest import Stack
 
-COLLECTION_PATH = Path(__file__).resolve().parents[1] / "postman/pullchat.postman_collection.json"
+REPO = Path(__file__).resolve().parents[1]
+COLLECTION_PATH = REPO / "postman/pullchat.postman_collection.json"
 COLLECTION: dict[str, Any] = orjson.loads(COLLECTION_PATH.read_bytes())
+# Where `make test` installs newman; NEWMAN (set by make) names it when VENV is not .venv.
+NEWMAN = REPO / os.environ.get("NEWMAN", ".venv/node/node_modules/.bin/newman")
+NEWMAN_TIMEOUT = 120.0
 SCHEMA_V21 = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 BASE = "{{baseUrl}}"
 STATUS_IN_SCRIPT = re.compile(r"pm\.response\.to\.have\.status\((\d{3})\)")
 STATUS_IN_NAME = re.compile(r"\(expects (\d{3})\)")
+VARIABLE_USED = re.compile(r"\{\{(\w+)\}\}")
+VARIABLE_SET = re.compile(r"pm\.collectionVariables\.set\(\"(\w+)\"")
 
 
 def requests(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -32,19 +42,45 @@ def requests(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 ITEMS = list(requests(COLLECTION["item"]))
+VARIABLES = {v["key"]: v["value"] for v in COLLECTION["variable"]}
 
 
 def enabled(pairs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(p["key"], p["value"]) for p in pairs if not p.get("disabled")]
 
 
-def test_schema_and_base_url_variable() -> None:
-    """A v2.1 collection with a baseUrl variable that defaults to the local front end."""
+def scripts(events: list[dict[str, Any]], listen: str) -> list[str]:
+    return [
+        "\n".join(e["script"]["exec"])
+        for e in events
+        if e["listen"] == listen and e["script"]["type"] == "text/javascript"
+    ]
+
+
+def expected_status(item: dict[str, Any]) -> int:
+    """The status the item's test script asserts; an "(expects N)" name must agree."""
+    found = {int(s) for s in STATUS_IN_SCRIPT.findall("\n".join(scripts(item["event"], "test")))}
+    assert len(found) == 1, (item["name"], found)
+    status = found.pop()
+    named = STATUS_IN_NAME.search(item["name"])
+    assert status == (int(named.group(1)) if named else 200), item["name"]
+    return status
+
+
+def test_schema_and_variables() -> None:
+    """A v2.1 collection; baseUrl defaults to the local front end, the rest the scripts set."""
     info = COLLECTION["info"]
     assert info["schema"] == SCHEMA_V21
     assert info["name"] and isinstance(COLLECTION["item"], list)
-    variables = {v["key"]: v["value"] for v in COLLECTION["variable"]}
-    assert variables == {"baseUrl": "http://localhost:8080"}
+    assert VARIABLES["baseUrl"] == "http://localhost:8080"
+    assert all(value == "" for key, value in VARIABLES.items() if key != "baseUrl"), VARIABLES
+    every_script = "\n".join(
+        script
+        for events in [COLLECTION.get("event", []), *(item["event"] for item in ITEMS)]
+        for listen in ("prerequest", "test")
+        for script in scripts(events, listen)
+    )
+    assert set(VARIABLE_SET.findall(every_script)) == set(VARIABLES) - {"baseUrl"}
 
 
 def test_items_are_well_formed() -> None:
@@ -66,8 +102,9 @@ def test_items_are_well_formed() -> None:
             assert body["mode"] in body, item["name"]
             if request["method"] == "GET":  # else Postman drops the body of a GET
                 assert item["protocolProfileBehavior"]["disableBodyPruning"] is True
-        tests = [e for e in item["event"] if e["listen"] == "test"]
-        assert len(tests) == 1 and tests[0]["script"]["type"] == "text/javascript"
+        used = set(VARIABLE_USED.findall(orjson.dumps(request).decode()))
+        assert used <= set(VARIABLES), (item["name"], used - set(VARIABLES))
+        assert len(scripts(item["event"], "test")) == 1, item["name"]
         expected_status(item)  # parses, and agrees with the name
 
 
@@ -82,69 +119,46 @@ def test_collection_covers_the_api() -> None:
     assert statuses.count(200) >= 9 and 400 in statuses and len(set(statuses)) >= 3
 
 
-def expected_status(item: dict[str, Any]) -> int:
-    """The status the item's test script asserts; an "(expects N)" name must agree."""
-    script = "\n".join(
-        line for e in item["event"] if e["listen"] == "test" for line in e["script"]["exec"]
-    )
-    found = {int(s) for s in STATUS_IN_SCRIPT.findall(script)}
-    assert len(found) == 1, (item["name"], found)
-    status = found.pop()
-    named = STATUS_IN_NAME.search(item["name"])
-    assert status == (int(named.group(1)) if named else 200), item["name"]
-    return status
-
-
-def multipart(fields: list[tuple[str, str]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
-        for key, value in fields
-    ]
-    return "".join([*parts, f"--{boundary}--\r\n"]).encode(), boundary
-
-
-def build(item: dict[str, Any], base: str) -> tuple[str, str, bytes | None, dict[str, str]]:
-    """(method, target, body, headers) of an item, as Postman would send it to `base`."""
-    request = item["request"]
-    url = request["url"]
-    target = urlsplit(url["raw"].replace(BASE, base, 1)).path
-    if query := enabled(url["query"]):
-        target += "?" + urlencode(query, quote_via=quote)
-    headers = dict(enabled(request["header"]))
-    body: bytes | None = None
-    spec = request.get("body")
-    if spec is not None:
-        mode = spec["mode"]
-        lowered = {k.lower() for k in headers}
-        if mode == "raw":
-            body = spec["raw"].encode()
-            language = spec.get("options", {}).get("raw", {}).get("language")
-            if language == "json" and "content-type" not in lowered:
-                headers["Content-Type"] = "application/json"
-        elif mode == "urlencoded":
-            body = urlencode(enabled(spec["urlencoded"]), quote_via=quote).encode()
-            if "content-type" not in lowered:
-                headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif mode == "formdata":
-            body, boundary = multipart(enabled(spec["formdata"]))
-            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
-        else:
-            raise AssertionError(f"{item['name']}: body mode {mode!r}")
-    for text in (target, *headers.values(), (body or b"").decode()):
-        assert "{{" not in text, (item["name"], text)
-    return request["method"], target, body, headers
-
-
-@pytest.mark.parametrize("item", ITEMS, ids=[item["name"] for item in ITEMS])
-def test_request_gets_the_status_its_script_expects(stack: Stack, item: dict[str, Any]) -> None:
-    """Sent to the live stack, each request gets its expected status and a JSON answer."""
-    status = expected_status(item)
-    method, target, body, headers = build(item, stack.base)
-    got, answer, _ = http_call(stack.base, method, target, body, headers)
-    assert got == status, (item["name"], answer)
-    assert isinstance(answer, dict), answer
-    if status >= 400:
-        assert answer["code"] == status and answer["msg"], answer
-    elif "code" in answer:
-        assert (answer["code"], answer["msg"]) == (0, "success"), answer
+def test_newman_runs_the_collection_green(stack: Stack, tmp_path: Path) -> None:
+    """newman runs every request once, in order, and every assertion of the scripts passes."""
+    assert NEWMAN.is_file(), f"{NEWMAN} is missing: `make test` installs newman (needs npm)"
+    report_path = tmp_path / "newman.json"
+    # twice: the second run must not see the first one's messages
+    for run in (1, 2):
+        done = subprocess.run(
+            [
+                str(NEWMAN),
+                "run",
+                str(COLLECTION_PATH),
+                "--env-var",
+                f"baseUrl={stack.base}",
+                "--reporters",
+                "cli,json",
+                "--reporter-json-export",
+                str(report_path),
+                "--timeout-request",
+                "10000",
+                "--color",
+                "off",
+                "--disable-unicode",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=NEWMAN_TIMEOUT,
+            cwd=tmp_path,
+        )
+        output = f"run {run}:\n{done.stdout}\n{done.stderr}"
+        assert report_path.is_file(), output
+        report = orjson.loads(report_path.read_bytes())["run"]
+        stats, executions = report["stats"], report["executions"]
+        assert [e["item"]["name"] for e in executions] == [i["name"] for i in ITEMS], output
+        assert all("requestError" not in e for e in executions), output
+        for execution in executions:
+            names = [a["assertion"] for a in execution.get("assertions", [])]
+            assert len(names) >= 2 and names[0].startswith("status is "), (names, output)
+        assert report["failures"] == [], output
+        assert stats["requests"] == {"total": len(ITEMS), "pending": 0, "failed": 0}, output
+        assert stats["assertions"]["failed"] == 0, output
+        assert stats["assertions"]["total"] >= 2 * len(ITEMS), output
+        assert stats["testScripts"]["failed"] == 0 and stats["prerequestScripts"]["failed"] == 0
+        assert done.returncode == 0, output
