@@ -2,7 +2,12 @@
 #   pullchat-http   the Sanic front end (HTTP_PORT, default 8080)
 #   pullchat-rpc    the aiohttp RPC service under gunicorn (RPC_PORT, default 8888)
 # docker-compose.yml runs both. Settings are environment variables (README.md, "Configuration").
-FROM python:3.11-slim
+#
+# PYTHON_IMAGE is the base: the official python:3.11-slim by default, or any image with
+# CPython 3.11, pip and useradd (deploy/local-base-images.sh builds one from Debian
+# packages for machines that reach no container registry).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

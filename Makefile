@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format typecheck check clean bench bench-smoke
+.PHONY: help run test test-docker lint format typecheck check clean bench bench-smoke
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ run: $(VENV)/.installed ## install and start Redis (unless REDIS_URL is set), th
 
 test: $(VENV)/.installed-dev $(VENV)/.installed-newman ## install and run the test suite (needs redis-server, redis-cli, wrk and npm: see README)
 	NEWMAN=$(NEWMAN) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-docker: $(VENV)/.installed-dev ## as root: the stack on a real Docker engine of its own (tests_docker/, deploy/README.md)
+	$(BIN)/python -m pytest tests_docker $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev ## ruff lint and format check
 	$(BIN)/ruff check .

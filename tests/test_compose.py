@@ -1,10 +1,12 @@
 """The container setup (Dockerfile, .dockerignore, docker-compose.yml), checked without Docker.
 
-There is no Docker engine here, so the compose file is checked for its structure,
-and every command the containers run is run on loopback instead: the two console
-commands with the environment compose gives them, every healthcheck against a
-live and a dead service, the Redis and Redis Cluster commands, the cluster
-bootstrap script, and the image's dependency and install steps.
+tests_docker/ runs the stack on a real engine with both Compose versions (in
+.ci/run). What this module adds, on every `make test` and without an engine: the
+files' structure and defaults, the commands' failure paths that the engine test
+does not provoke (a healthcheck against a service whose Redis is down or that has
+stopped, a stop within `stop_grace_period`, the cluster bootstrap on nodes that
+came back at other addresses, are missing, or are not empty), and the image's
+dependency and install steps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,12 +31,10 @@ import pytest
 import redis
 import yaml
 from packaging.requirements import Requirement
-from redis.cluster import RedisCluster
 
 from http_srv.settings import Settings as HttpSettings
 from launcher.procs import Child, free_port, http_ok, redis_ping, redis_server_binary
 from rpc_srv.settings import Settings as RpcSettings
-from tests.conftest import http_call
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # where pip put this interpreter's console scripts
@@ -334,27 +333,23 @@ def rpc_server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     running.child.stop()
 
 
-@pytest.fixture(scope="module")
-def http_server(rpc_server: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """`pullchat-http` with http-server's compose environment, aimed at `rpc_server`."""
-    running = start_service(
-        "http-server",
-        tmp_path_factory,
-        HTTP_HOST="127.0.0.1",
-        HTTP_PORT=str(free_port()),
-        RPC_URL=f"http://127.0.0.1:{rpc_server.env['RPC_PORT']}",
-    )
-    yield running
-    running.child.stop()
-
-
 # --- the Dockerfile and .dockerignore ----------------------------------------------------
 
 
-def test_dockerfile_base_user_and_environment() -> None:
-    """One stage on python:3.11-slim, unbuffered output, and a non-root user to run as."""
+def dockerfile_base_default() -> str:
+    """The default of the Dockerfile's PYTHON_IMAGE argument, declared before FROM."""
     steps = dockerfile()
-    assert [s.args for s in steps if s.keyword == "FROM"] == ["python:3.11-slim"]
+    (first_from,) = [i for i, s in enumerate(steps) if s.keyword == "FROM"]
+    args = [s.args for s in steps[:first_from] if s.keyword == "ARG"]
+    assert args and args[0].startswith("PYTHON_IMAGE="), args
+    return args[0].split("=", 1)[1]
+
+
+def test_dockerfile_base_user_and_environment() -> None:
+    """One stage on PYTHON_IMAGE (python:3.11-slim), unbuffered output, a non-root user."""
+    steps = dockerfile()
+    assert [s.args for s in steps if s.keyword == "FROM"] == ["${PYTHON_IMAGE}"]
+    assert dockerfile_base_default() == "python:3.11-slim"
     env = dict(
         token.split("=", 1) for s in steps if s.keyword == "ENV" for token in shlex.split(s.args)
     )
@@ -444,7 +439,10 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
         ".mypy_cache/3.11/x.json",
         ".pytest_cache/v/x",
         "deploy/redis-cluster-init.sh",
+        "deploy/local-base-images.sh",
         "docker-compose.yml",
+        ".env",
+        "tests_docker/test_compose_engine.py",
     ):
         assert ignored(path), path
 
@@ -474,9 +472,16 @@ def test_image_install_step_builds_from_the_context_alone(tmp_path: Path) -> Non
 
 
 def test_compose_file_shape() -> None:
-    """Compose spec (no version key); the default stack is redis, rpc-server, http-server."""
+    """Keys both Compose versions take; the default stack is redis, rpc-server, http-server."""
     data = compose()
-    assert "version" not in data
+    # No `version` (v2 warns), no `name` (v1 refuses it): .env names the project.
+    assert {k for k in data if not k.startswith("x-")} == {"services", "volumes"}
+    dotenv = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env").read_text("utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert dotenv == {"COMPOSE_PROJECT_NAME": "pullchat"}
     unprofiled = {n for n, s in data["services"].items() if not s.get("profiles")}
     assert unprofiled == set(DEFAULT_SERVICES)
     # Variables only as ${VAR}, ${VAR:-default} or $$: a bare $VAR is easy to misread.
@@ -487,7 +492,7 @@ def test_compose_file_shape() -> None:
 def test_redis_is_private_durable_and_checked() -> None:
     """Redis 7 with AOF fsynced every second, on a named volume, never published."""
     redis_svc = service("redis")
-    assert redis_svc["image"] == "redis:7"
+    assert redis_svc["image"] == "${REDIS_IMAGE:-redis:7}"
     assert "ports" not in redis_svc
     command = " ".join(redis_svc["command"])
     assert "--appendonly yes" in command and "--appendfsync everysec" in command
@@ -529,7 +534,11 @@ def test_rpc_server_is_internal_scalable_and_drains() -> None:
 def test_http_server_publishes_8080_and_finds_every_rpc_replica_by_name() -> None:
     """The one public port; RPC_URL names the rpc-server service, which resolves to each replica."""
     http = service("http-server")
-    assert http["ports"] == ["8080:8080"]
+    assert http["ports"] == ["${PUBLISH_ADDRESS:-0.0.0.0}:${PUBLISH_PORT:-8080}:8080"]
+    assert [interpolate(p) for p in http["ports"]] == ["0.0.0.0:8080:8080"]
+    assert [interpolate(p, {"PUBLISH_ADDRESS": "127.0.0.1"}) for p in http["ports"]] == [
+        "127.0.0.1:8080:8080"
+    ]
     env = service_env("http-server")
     assert env["HTTP_HOST"] == "0.0.0.0" and env["HTTP_PORT"] == "8080"
     url = urlsplit(env["RPC_URL"])
@@ -563,7 +572,7 @@ def test_cluster_profile() -> None:
     volumes = set()
     for name in CLUSTER_NODES:
         node = services[name]
-        assert node["image"] == "redis:7" and "ports" not in node
+        assert node["image"] == "${REDIS_IMAGE:-redis:7}" and "ports" not in node
         args = node["command"]
         pairs = dict(zip(args[1::2], args[2::2], strict=True))
         assert pairs["--cluster-enabled"] == "yes"
@@ -582,8 +591,9 @@ def test_cluster_profile() -> None:
     assert urlsplit(rpc["REDIS_URL"]).hostname in CLUSTER_NODES
     assert rpc["REDIS_CLUSTER"] in ("auto", "yes")
     assert urlsplit(http["RPC_URL"]).hostname == "rpc-server-cluster"
-    published = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
-    assert sorted(published) == ["8080", "8081"]
+    published = [interpolate(p) for s in services.values() for p in s.get("ports", [])]
+    assert sorted(published) == ["0.0.0.0:8080:8080", "0.0.0.0:8081:8080"]
+    assert services["redis-cluster-init"]["image"] == service("redis")["image"]
     # The cluster tiers differ from the default ones only where they must.
     for name in APP_SERVICES[2:]:
         base = service(name.removesuffix("-cluster"))
@@ -618,6 +628,23 @@ def test_variable_defaults_are_the_documented_ones() -> None:
             assert f"`{name}`" in deploy_readme, f"{name} is documented nowhere"
 
 
+def test_base_images_are_variables_defaulting_to_the_official_ones() -> None:
+    """PYTHON_IMAGE (a build argument) and REDIS_IMAGE; unset, the official images."""
+    default = dockerfile_base_default()
+    for name in APP_SERVICES:
+        build = service(name)["build"]
+        assert build["context"] == "."
+        assert build["args"] == {"PYTHON_IMAGE": f"${{PYTHON_IMAGE:-{default}}}"}, name
+        assert service(name)["image"] == "pullchat:local"
+    redis_services = [n for n, s in compose()["services"].items() if n not in APP_SERVICES]
+    assert len(redis_services) == 5
+    for name in redis_services:
+        image = service(name)["image"]
+        assert interpolate(image) == "redis:7", name
+        local = {"REDIS_IMAGE": "pullchat-base/redis:7"}
+        assert interpolate(image, local) == "pullchat-base/redis:7", name
+
+
 def test_console_commands_exist() -> None:
     """Each app service runs a console command of setup.cfg that pip installed here."""
     scripts = console_scripts()
@@ -646,27 +673,6 @@ def test_compose_environment_values_are_accepted_by_the_settings(
 
 
 # --- the containers' commands, run here --------------------------------------------------
-
-
-def test_rpc_command_and_healthcheck(rpc_server: Running) -> None:
-    """`pullchat-rpc` starts with rpc-server's environment and its healthcheck passes."""
-    assert rpc_server.child.alive()
-    assert run_healthcheck("rpc-server", rpc_server.env) == 0
-
-
-def test_http_command_healthcheck_and_a_round_trip(http_server: Running) -> None:
-    """`pullchat-http` with http-server's environment passes its check and serves send and pull."""
-    assert run_healthcheck("http-server", http_server.env) == 0
-    base = f"http://127.0.0.1:{http_server.env['HTTP_PORT']}"
-    tag = uuid.uuid4().hex[:8]
-    chat = f"anna-{tag}:ben-{tag}"
-    body = orjson.dumps({"chat": chat, "sender": f"anna-{tag}", "text": "via compose env"})
-    status, sent, _ = http_call(
-        base, "POST", "/api/send", body, {"Content-Type": "application/json"}
-    )
-    assert status == 200 and sent["code"] == 0, sent
-    status, page, _ = http_call(base, "GET", f"/api/pull?chat={chat}")
-    assert status == 200 and [m["text"] for m in page["messages"]] == ["via compose env"]
 
 
 def test_rpc_healthcheck_fails_without_redis_and_when_down(tmp_path: Path) -> None:
@@ -705,21 +711,6 @@ def test_http_stops_within_its_grace_and_its_check_then_fails(
     status, took = stop_timed(child, grace)
     assert status == 0 and took < grace, (status, took)
     assert run_healthcheck("http-server", env) != 0
-
-
-def test_redis_command_and_healthcheck(tmp_path: Path) -> None:
-    """The redis service's command keeps an AOF fsynced every second; its check tracks it."""
-    child, port = start_redis(service("redis")["command"], tmp_path)
-    env = {"PATH": f"{redis_bin_dir(6)}{os.pathsep}{os.environ['PATH']}"}
-    try:
-        client = redis.Redis(port=port, decode_responses=True)
-        assert client.config_get("appendonly") == {"appendonly": "yes"}
-        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
-        client.close()
-        assert run_healthcheck("redis", env, redis_port=port) == 0
-    finally:
-        child.stop()
-    assert run_healthcheck("redis", env, redis_port=port) != 0
 
 
 def init_argv(addresses: list[str]) -> list[str]:
@@ -783,43 +774,6 @@ def cluster_env(**extra: str) -> dict[str, str]:
     """The init script's environment: our redis-cli first on PATH."""
     path = f"{redis_bin_dir()}{os.pathsep}{os.environ['PATH']}"
     return dict(os.environ, PATH=path, **extra)
-
-
-def test_cluster_nodes_and_bootstrap(tmp_path: Path) -> None:
-    """The node commands and the init script form a cluster handing out names; twice is fine."""
-    nodes = start_cluster_nodes(tmp_path)
-    try:
-        for name, node in zip(CLUSTER_NODES, nodes, strict=True):
-            assert run_healthcheck(name, cluster_env(), redis_port=node.port) == 0
-        argv = init_argv(local_addresses(nodes))
-        first = run(argv, cluster_env(CLUSTER_INIT_TIMEOUT="30"))
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert "cluster ready" in first.stdout
-        again = run(argv, cluster_env(CLUSTER_INIT_TIMEOUT="30"))
-        assert again.returncode == 0 and "already formed" in again.stdout, again.stdout
-        for node in nodes:
-            client = redis.Redis(port=node.port, decode_responses=True)
-            assert client.cluster("INFO")["cluster_state"] == "ok"
-            slots = client.execute_command("CLUSTER SLOTS")
-            client.close()
-            # Raw reply: [start, end, [host, port, id, ...]] per range of slots.
-            assert {primary[0] for _, _, primary, *_ in slots} == {"localhost"}, slots
-            assert sum(end - start + 1 for start, end, *_ in slots) == 16384
-        # A client given one node, as REDIS_URL gives it, finds the others by their names.
-        cluster = RedisCluster.from_url(f"redis://127.0.0.1:{nodes[0].port}/0")
-        try:
-            keys = [f"im:{{user{i}:user{i + 1}}}" for i in range(30)]
-            for key in keys:
-                cluster.set(key, key)
-            assert [cluster.get(k) for k in keys] == [k.encode() for k in keys]
-            # (redis-py spells "localhost" 127.0.0.1; the names were checked above.)
-            assert {n.port for n in cluster.get_primaries()} == {n.port for n in nodes}
-        finally:
-            # close() alone leaves the nodes' pooled sockets open (redis-py 8.1).
-            cluster.disconnect_connection_pools()
-            cluster.close()
-    finally:
-        stop_nodes(nodes)
 
 
 def test_cluster_bootstrap_relinks_nodes_that_came_back_elsewhere(tmp_path: Path) -> None:
