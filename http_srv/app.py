@@ -9,7 +9,9 @@ from sanic import Sanic
 from http_srv import routes
 from http_srv.context import App, AppContext
 from http_srv.errors import JsonErrorHandler
+from http_srv.logs import log_config
 from http_srv.protocol import LimitedHttp
+from http_srv.request_id import IdRequest
 from http_srv.rpc_client import RpcClient
 from http_srv.settings import Settings
 
@@ -20,7 +22,13 @@ OPENAPI_DOCUMENT = files("http_srv").joinpath("openapi.json").read_bytes()
 def create_app(settings: Settings | None = None) -> App:
     """Build the front end; each worker calls this and opens its own RPC session."""
     settings = settings or Settings.from_env()
-    app: App = Sanic(APP_NAME, ctx=AppContext(settings), error_handler=JsonErrorHandler())
+    app: App = Sanic(
+        APP_NAME,
+        ctx=AppContext(settings),
+        error_handler=JsonErrorHandler(),
+        request_class=IdRequest,
+        log_config=log_config(settings.log_format),
+    )
     app.config.update(
         REQUEST_MAX_SIZE=settings.request_max_bytes,
         REQUEST_MAX_HEADER_SIZE=settings.request_max_header_bytes,

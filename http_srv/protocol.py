@@ -12,6 +12,8 @@ has its own statuses for these: a request line over ``REQUEST_MAX_LINE_BYTES``
 is a 414, a head (request line and headers) over ``REQUEST_MAX_HEADER_BYTES``
 a 431. Either way the rest of the head is never read, so the connection is
 closed after the answer.
+
+Every answer carries the request's id in ``X-Request-Id`` (request_id.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from sanic.exceptions import HTTPException, URITooLong
 from sanic.http import Http
 from sanic.http.constants import Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
+
+from http_srv.request_id import request_id
+from rpc_srv.request_ids import HEADER
 
 
 class HeadersTooLarge(HTTPException):
@@ -49,6 +54,13 @@ class LimitedHttp(Http):
                 break
             await self._receive_more()
         await super().http1_request_header()  # type: ignore[no-untyped-call]
+
+    async def http1_response_header(self, data: bytes, end_stream: bool) -> None:
+        # Every answer passes here: routes', the error handler's, static files'.
+        rid = request_id(self.request)
+        if rid is not None and self.response is not None:
+            self.response.headers[HEADER] = rid
+        await super().http1_response_header(data, end_stream)
 
 
 class DeadlineProtocol(HttpProtocol):

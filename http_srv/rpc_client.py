@@ -11,11 +11,16 @@ replica. Every call is bounded by ``RPC_TIMEOUT`` in all. A call that cannot
 reach any replica answers 503, one that times out 504. A batch made only of
 calls that may run twice (pulls, sends with an idempotency key) is retried
 once when a pooled connection turns out to be dead mid-request.
+
+Each call carries the id of the public request it serves (rpc_srv.request_ids):
+a lone call in the ``X-Request-Id`` header, a batched one in its own
+``request_id`` field. A call that fails is logged with that id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +31,9 @@ from http_srv import metrics
 from http_srv.endpoints import Endpoint, Endpoints, Resolver, resolve_host
 from http_srv.errors import ApiError
 from rpc_srv.protocol import BATCH_PATH, DRAINING_HEADER, PULL_PATH, SEND_PATH, Code
+from rpc_srv.request_ids import BATCH_FIELD, HEADER, REQUEST_ID
+
+log = logging.getLogger(__name__)
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
 # A pooled connection the server had closed shows up as one of these.
@@ -39,6 +47,7 @@ class _Call:
     payload: dict[str, Any]
     retry_safe: bool
     future: asyncio.Future[dict[str, Any]]
+    request_id: str | None
 
 
 class RpcClient:
@@ -114,7 +123,7 @@ class RpcClient:
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append(_Call(method, payload, retry_safe, future))
+        self._pending.append(_Call(method, payload, retry_safe, future, REQUEST_ID.get()))
         # _dispatch settles the future within RPC_TIMEOUT of the next tick.
         return _checked(await future)
 
@@ -136,6 +145,9 @@ class RpcClient:
             error = _transport_error(exc, self.timeout)
             metrics.RPC_ERRORS.labels(str(error.status_code)).inc(len(calls))
             for c in calls:
+                log.warning(
+                    "RPC %s failed: %s", c.method, error.msg, extra={"request_id": c.request_id}
+                )
                 if not c.future.done():
                     c.future.set_exception(error)
             return
@@ -147,15 +159,21 @@ class RpcClient:
         retry_safe = all(c.retry_safe for c in calls)
         if len(calls) == 1:
             call = calls[0]
-            return [await self._post(_METHOD_PATHS[call.method], call.payload, retry_safe)]
-        body = {"calls": [{"method": c.method, "request": c.payload} for c in calls]}
-        batch = _checked(await self._post(BATCH_PATH, body, retry_safe))
+            headers = _JSON_HEADERS
+            if call.request_id is not None:
+                headers = {**_JSON_HEADERS, HEADER: call.request_id}
+            path = _METHOD_PATHS[call.method]
+            return [await self._post(path, call.payload, retry_safe, headers)]
+        body = {"calls": [_batched(c) for c in calls]}
+        batch = _checked(await self._post(BATCH_PATH, body, retry_safe, _JSON_HEADERS))
         replies = batch.get("replies")
         if not isinstance(replies, list) or len(replies) != len(calls):
             raise ValueError("batch reply does not match its calls")
         return replies
 
-    async def _post(self, path: str, payload: Any, retry_safe: bool) -> dict[str, Any]:
+    async def _post(
+        self, path: str, payload: Any, retry_safe: bool, headers: dict[str, str]
+    ) -> dict[str, Any]:
         """POST to one replica after another until one answers (see the module doc)."""
         assert self._session is not None
         body = orjson.dumps(payload)
@@ -164,7 +182,7 @@ class RpcClient:
         while True:
             endpoint = self.endpoints.pick()
             try:
-                return await self._post_to(endpoint, path, body)
+                return await self._post_to(endpoint, path, body, headers)
             except aiohttp.ClientConnectorError:
                 # No connection, so nothing was sent: safe on any replica.
                 self.endpoints.mark_down(endpoint)
@@ -178,11 +196,11 @@ class RpcClient:
                 stale_retries -= 1
                 metrics.RPC_RETRIES.labels("stale connection").inc()
 
-    async def _post_to(self, endpoint: Endpoint, path: str, body: bytes) -> dict[str, Any]:
+    async def _post_to(
+        self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str]
+    ) -> dict[str, Any]:
         assert self._session is not None
-        async with self._session.post(
-            endpoint.url + path, data=body, headers=_JSON_HEADERS
-        ) as resp:
+        async with self._session.post(endpoint.url + path, data=body, headers=headers) as resp:
             if DRAINING_HEADER in resp.headers:
                 self.endpoints.mark_down(endpoint)  # it answers this one, then stops
             raw = await resp.read()
@@ -192,6 +210,14 @@ class RpcClient:
             if not isinstance(reply, dict):
                 raise ValueError("RPC reply is not an object")
             return reply
+
+
+def _batched(call: _Call) -> dict[str, Any]:
+    """One call of a /rpc/batch body, with its request's id when it has one."""
+    entry: dict[str, Any] = {"method": call.method, "request": call.payload}
+    if call.request_id is not None:
+        entry[BATCH_FIELD] = call.request_id
+    return entry
 
 
 def _transport_error(exc: Exception, timeout: float) -> ApiError:

@@ -2,7 +2,8 @@
 
 Sanic stops gracefully on SIGTERM or SIGINT: it stops accepting, lets
 in-flight requests finish within ``HTTP_GRACEFUL_TIMEOUT``, then closes each
-worker's RPC session.
+worker's RPC session. With a worker manager, a stop signal that arrives while
+its workers start is held until they serve (stopping.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from http_srv.settings import Settings
+from http_srv.stopping import catch_early_stop, hold_stop_during_startup
 from rpc_srv.envvars import or_exit
 from rpc_srv.prom import prepare_multiprocess_dir
 
@@ -20,6 +22,7 @@ from rpc_srv.prom import prepare_multiprocess_dir
 def main() -> None:
     settings = or_exit(Settings.from_env, "pullchat-http")
     if settings.workers > 1:
+        catch_early_stop()
         # Before prometheus_client is imported: workers share one metrics directory.
         prepare_multiprocess_dir()
     from http_srv.app import create_app
@@ -41,6 +44,7 @@ def main() -> None:
         # is not held up by the manager waiting for its workers' start-up acks.
         Sanic.serve_single(primary=app)
     else:
+        app.main_process_ready(hold_stop_during_startup)
         Sanic.serve(primary=app, app_loader=loader)
 
 

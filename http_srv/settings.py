@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rpc_srv.envvars import from_env, setting
+from rpc_srv.envvars import check_choice, from_env, setting
+from rpc_srv.logconfig import LOG_FORMATS
 from rpc_srv.settings import TEXT_MAX_BYTES_DEFAULT
 
 
@@ -47,6 +48,10 @@ class Settings:
     graceful_timeout: float = setting("HTTP_GRACEFUL_TIMEOUT", 10.0, doc="drain on SIGTERM (s)")
     access_log: bool = setting("HTTP_ACCESS_LOG", False)
     metrics: bool = setting("HTTP_METRICS", True, doc="serve Prometheus metrics at /metrics")
+    log_format: str = setting("LOG_FORMAT", "text", doc="text, or json: one object per line")
+
+    def __post_init__(self) -> None:
+        check_choice("LOG_FORMAT", self.log_format, LOG_FORMATS)
 
     @classmethod
     def from_env(cls) -> Settings:

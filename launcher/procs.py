@@ -109,6 +109,12 @@ class Child:
         self.stop()
         raise StartError(f"{self.name} did not become ready within {timeout:g} s")
 
+    def _kill_group(self) -> None:
+        # The child leads its own process group (start_new_session).
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -118,7 +124,11 @@ class Child:
             self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit status."""
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit status.
+
+        Whatever of its process group outlives the child (a helper process
+        that lost its parent) is killed: nobody is left to stop it.
+        """
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -126,10 +136,9 @@ class Child:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                # The child leads its own process group: take its helpers too.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self._kill_group()
                 self.proc.wait()
+            self._kill_group()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -2,13 +2,15 @@
 
 All three run in the foreground; Ctrl-C or SIGTERM stops them in order (front
 end, RPC service, Redis), and if one of them dies the others are stopped too.
+Its own lines follow ``LOG_FORMAT`` like the tiers' (text: ``pullchat: ...``).
 """
 
 from __future__ import annotations
 
+import logging
+import logging.config
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -16,7 +18,33 @@ from types import FrameType
 from http_srv.settings import Settings as HttpSettings
 from launcher.procs import Child, StartError, http_child, redis_child, rpc_child
 from rpc_srv.envvars import env_int, or_exit
+from rpc_srv.logconfig import base_config, formatter, handler
 from rpc_srv.settings import Settings as RpcSettings
+
+log = logging.getLogger("pullchat")
+
+
+class BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+def setup_logging(log_format: str) -> None:
+    """Information to stdout, problems to stderr, as text or JSON."""
+    text = {"format": "pullchat: %(message)s"}
+    config = base_config(
+        {"run": formatter(log_format, text)},
+        {
+            "out": handler("ext://sys.stdout", "run", level="INFO"),
+            "err": handler("ext://sys.stderr", "run", level="WARNING"),
+        },
+    )
+    config["filters"]["below_warning"] = {"()": BelowWarning}
+    config["handlers"]["out"]["filters"].append("below_warning")
+    config["loggers"] = {
+        "pullchat": {"level": "INFO", "handlers": ["out", "err"], "propagate": False}
+    }
+    logging.config.dictConfig(config)
 
 
 class Interrupted(Exception):
@@ -41,6 +69,7 @@ def main() -> None:
     env.setdefault("HTTP_PORT", "8080")
     env.setdefault("RPC_URL", f"http://127.0.0.1:{env['RPC_PORT']}")
     check_settings(env)
+    setup_logging(RpcSettings.from_env().log_format)
     children: list[Child] = []
 
     stopping = False
@@ -62,33 +91,39 @@ def main() -> None:
             data_dir = Path(env.get("PULLCHAT_DATA_DIR") or "data") / "redis"
             children.append(redis_child(port, data_dir).start())
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-            print(f"pullchat: Redis on 127.0.0.1:{port}, AOF in {data_dir}", flush=True)
+            log.info("Redis on 127.0.0.1:%s, AOF in %s", port, data_dir)
         children.append(rpc_child(env).start())
         children.append(http_child(env).start())
         starting = False
         base = f"http://127.0.0.1:{env['HTTP_PORT']}"
-        print(
-            f"pullchat: up: API {base}/api, docs {base}/docs, metrics {base}/metrics, "
-            f"RPC {env['RPC_URL']}; Ctrl-C stops it",
-            flush=True,
+        log.info(
+            "up: API %s/api, docs %s/docs, metrics %s/metrics, RPC %s; Ctrl-C stops it",
+            base,
+            base,
+            base,
+            env["RPC_URL"],
         )
         while not stopping:
             dead = [c for c in children if not c.alive()]
             if dead:
-                print(f"pullchat: {dead[0].name} exited; stopping the rest", file=sys.stderr)
+                log.error("%s exited; stopping the rest", dead[0].name)
                 status = 1
                 break
             time.sleep(0.2)
     except StartError as exc:
-        print(f"pullchat: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         status = 1
     except Interrupted:
         pass
     finally:
         starting = False  # a second signal must not cut the stopping short
+        if stopping:
+            log.info("stopping")
         for child in reversed(children):
             child.stop()
-    sys.exit(status)
+        if stopping:
+            log.info("stopped")
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":

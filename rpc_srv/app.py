@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rpc_srv import handlers
 from rpc_srv.protocol import BATCH_PATH, HEALTH_PATH, METRICS_PATH, PULL_PATH, SEND_PATH
+from rpc_srv.request_ids import request_id_middleware
 from rpc_srv.settings import Settings
 from rpc_srv.store import MessageStore
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
     """Build the RPC application; no I/O happens until it starts."""
     settings = settings or Settings.from_env()
     app = web.Application(
-        middlewares=[handlers.errors_middleware],
+        middlewares=[request_id_middleware, handlers.errors_middleware],
         client_max_size=settings.request_max_bytes,
     )
     app[handlers.TEXT_MAX_BYTES] = settings.text_max_bytes

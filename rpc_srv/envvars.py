@@ -57,6 +57,13 @@ def env_bool(name: str, default: bool) -> bool:
     raise SettingError(f"{name} must be true or false, got {raw!r}")
 
 
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse a value outside `choices`, naming them."""
+    if value not in choices:
+        allowed = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        raise SettingError(f"{name} must be {allowed}, got {value!r}")
+
+
 def setting(env: str, default: Any, minimum: float | None = None, doc: str = "") -> Any:
     """A dataclass field read from the environment variable `env` by `from_env`."""
     return field(default=default, metadata={"env": env, "minimum": minimum, "doc": doc})

@@ -5,11 +5,16 @@ gunicorn restarts a worker that dies, stops workers gracefully on SIGTERM
 ``RPC_WORKERS`` processes. Before a worker stops it drains: for
 ``RPC_DRAIN_SECONDS`` it keeps answering, but marks every reply so that
 clients move to another replica and closes each connection after its reply;
-only then does it stop accepting and finish what is in flight.
+only then does it stop accepting and finish what is in flight. A worker with
+no connection open has nobody to tell, so it skips the drain and stops at once.
+
+Log lines go through ``logconfig_dict`` (see log_config): gunicorn's, aiohttp's
+and the service's own, as text or JSON (``LOG_FORMAT``).
 """
 
 from __future__ import annotations
 
+import logging
 from types import FrameType
 from typing import Any
 
@@ -19,17 +24,75 @@ from gunicorn.app.base import BaseApplication
 
 from rpc_srv import handlers, prom
 from rpc_srv.app import create_app
+from rpc_srv.logconfig import TextFormatter, base_config, formatter, handler
 from rpc_srv.settings import Settings
 
 
 class DrainingWorker(GunicornUVLoopWebWorker):
     drain_seconds = 1.0
+    runner: web.AppRunner | None = None  # this worker's, made by RpcServer.load's factory
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if handlers.DRAIN.draining:
             return
         handlers.DRAIN.draining = True
-        self.loop.call_later(self.drain_seconds, super().handle_exit, sig, frame)
+        server = self.runner.server if self.runner is not None else None
+        if server is not None and not server.connections:
+            self.stop_now(sig, frame)  # no client to tell
+            return
+        self.loop.call_later(self.drain_seconds, self.stop_now, sig, frame)
+
+    def stop_now(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # Wake the serving loop now rather than at its next one-second check.
+        self._notify_waiter_done()
+
+
+def bare_sockets(_arbiter: Any, worker: Any) -> None:
+    """Give the worker the sockets themselves rather than gunicorn's wrappers.
+
+    With reuse_port each worker binds its own; the event loop closes a plain
+    socket once, where gunicorn's wrapper would be closed a second time
+    (``Error while closing socket [Errno 9] Bad file descriptor``).
+    """
+    worker.sockets = [getattr(s, "sock", s) for s in worker.sockets]
+
+
+class NoEmptyListening(logging.Filter):
+    """Drops gunicorn's ``Listening at:  (pid)``: with reuse_port it has no address.
+
+    The address is logged by ``when_ready`` instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        empty = isinstance(args, tuple) and bool(args) and not args[0]
+        return not (record.msg == "Listening at: %s (%s)" and empty)
+
+
+def log_config(log_format: str) -> dict[str, Any]:
+    """gunicorn's ``logconfig_dict``: every line to stderr, as text or JSON."""
+    text = {
+        "()": TextFormatter,
+        "format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
+        "datefmt": "%Y-%m-%d %H:%M:%S %z",
+    }
+    config = base_config(
+        {"generic": formatter(log_format, text)},
+        {"console": handler("ext://sys.stderr", "generic")},
+    )
+    config["filters"]["no_empty_listening"] = {"()": NoEmptyListening}
+    config["root"] = {"level": "INFO", "handlers": ["console"]}
+    config["loggers"] = {
+        "gunicorn.error": {
+            "level": "INFO",
+            "handlers": ["console"],
+            "filters": ["no_empty_listening"],
+            "propagate": False,
+        },
+        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
+    }
+    return config
 
 
 class RpcServer(BaseApplication):  # type: ignore[misc]
@@ -50,6 +113,8 @@ class RpcServer(BaseApplication):  # type: ignore[misc]
             "accesslog": None,
             "proc_name": "pullchat-rpc",
             "control_socket_disable": True,
+            "logconfig_dict": log_config(s.log_format),
+            "post_fork": bare_sockets,
             "child_exit": lambda _arbiter, worker: prom.mark_process_dead(worker.pid),
             # With reuse_port each worker binds its own socket, so gunicorn's own
             # "Listening at" line has no address to show: say it here.
@@ -67,8 +132,17 @@ class RpcServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         settings = self.settings
 
-        async def factory() -> web.Application:
+        async def factory() -> web.AppRunner:
             # Called in each worker after the fork: every worker has its own pool.
-            return create_app(settings)
+            # The worker keeps the runner to see whether any connection is open;
+            # these are the options aiohttp's worker gives its own runner.
+            runner = web.AppRunner(
+                create_app(settings),
+                keepalive_timeout=settings.keepalive,
+                access_log=None,
+                shutdown_timeout=settings.graceful_timeout / 100 * 95,
+            )
+            DrainingWorker.runner = runner
+            return runner
 
         return factory

@@ -23,6 +23,7 @@ from rpc_srv.protocol import (
     PULL_LIMIT_MAX,
     Code,
 )
+from rpc_srv.request_ids import awaited_as, batch_call_id, using
 from rpc_srv.store import MessageStore, Page, SendResult, StoreUnavailable
 
 PULL_LIMIT_DEFAULT = 10
@@ -242,14 +243,16 @@ async def batch(request: web.Request) -> web.Response:
     metrics.BATCH_CALLS.observe(len(calls))
     app = request.app
     methods = [c.get("method") if isinstance(c, dict) else None for c in calls]
-    started = [
-        start_call(app, m, c.get("request") if isinstance(c, dict) else None)
-        for m, c in zip(methods, calls, strict=True)
-    ]
+    ids = [batch_call_id(c) for c in calls]
+    started = []
+    for m, c, rid in zip(methods, calls, ids, strict=True):
+        with using(rid):  # log lines of each call carry the id of the request it serves
+            started.append(start_call(app, m, c.get("request") if isinstance(c, dict) else None))
     replies: list[Reply] = []
     try:
-        for pending in started:
-            replies.append(await pending)  # each settles by itself: order costs nothing
+        for pending, rid in zip(started, ids, strict=True):
+            # each settles by itself: awaiting in order costs nothing
+            replies.append(await awaited_as(rid, pending))
     finally:
         # Cancelled part way: the call being awaited went with the handler; the
         # ones after it still settle (they never raise), in the background.

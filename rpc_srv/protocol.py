@@ -14,6 +14,11 @@ Requests and replies are JSON objects with snake_case field names:
 
 Every reply carries ``code`` (0 is success) and ``msg``. The HTTP status is
 200 whenever a ``code`` is given; the code tells what happened.
+
+A request may carry ``X-Request-Id`` (see rpc_srv/request_ids.py); the reply
+echoes it, or a new one when none or an unsafe one was given. Each call of a
+batch may carry its own ``"request_id"`` beside ``method`` and ``request``, so
+that log lines name the public request each call serves.
 """
 
 from __future__ import annotations

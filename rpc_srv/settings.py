@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rpc_srv.envvars import SettingError, from_env, setting
+from rpc_srv.envvars import check_choice, from_env, setting
+from rpc_srv.logconfig import LOG_FORMATS
 
 TEXT_MAX_BYTES_DEFAULT = 64 * 1024
 
@@ -38,10 +39,11 @@ class Settings:
     graceful_timeout: int = setting(
         "RPC_GRACEFUL_TIMEOUT", 10, doc="then finish in-flight requests within (s)"
     )
+    log_format: str = setting("LOG_FORMAT", "text", doc="text, or json: one object per line")
 
     def __post_init__(self) -> None:
-        if self.redis_cluster not in ("auto", "yes", "no"):
-            raise SettingError(f"REDIS_CLUSTER must be auto, yes or no, got {self.redis_cluster!r}")
+        check_choice("REDIS_CLUSTER", self.redis_cluster, ("auto", "yes", "no"))
+        check_choice("LOG_FORMAT", self.log_format, LOG_FORMATS)
 
     @classmethod
     def from_env(cls) -> Settings:

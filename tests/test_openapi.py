@@ -144,7 +144,8 @@ def test_send_documents_every_field_source() -> None:
     op = DOC["paths"]["/api/send"]["post"]
     params = {(p["in"], p["name"]) for p in map(resolve, op["parameters"])}
     fields = {"chat", "sender", "receiver", "text", "client_msg_id"}
-    assert params == {("query", f) for f in fields} | {("header", "Idempotency-Key")}
+    headers = {("header", "Idempotency-Key"), ("header", "X-Request-Id")}
+    assert params == {("query", f) for f in fields} | headers
     content = op["requestBody"]["content"]
     assert set(content) == {
         "application/json",
@@ -153,6 +154,17 @@ def test_send_documents_every_field_source() -> None:
     }
     for media in content.values():
         assert set(resolve(media["schema"])["properties"]) == fields
+
+
+def test_every_operation_documents_the_request_id() -> None:
+    """X-Request-Id: an optional header of every operation, a header of every answer."""
+    for path, ops in DOC["paths"].items():
+        for method, op in ops.items():
+            params = {(p["in"], p["name"]) for p in map(resolve, op["parameters"])}
+            assert ("header", "X-Request-Id") in params, (path, method)
+            for status, response in op["responses"].items():
+                headers = resolve(response).get("headers", {})
+                assert "X-Request-Id" in headers, (path, method, status)
 
 
 # The document against the app.

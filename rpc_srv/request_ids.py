@@ -1,0 +1,98 @@
+"""Request ids: one id per public request, carried to the RPC service and into log lines.
+
+The front end takes ``X-Request-Id`` from the client when it is a safe token
+(at most ``MAX_CHARS`` of letters, digits and ``-_.:=+/@``), else makes one,
+and sends it with each RPC call: as this header on a lone call, as the
+``request_id`` field of each call in a batch (calls of several requests share
+one batch). Both are optional on the wire: a call without one still works.
+
+While a request (or one call of a batch) is handled, its id is in
+``REQUEST_ID``, and ``RequestIdFilter`` puts it on every log record made
+meanwhile, so the log formatters can show it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+HEADER = "X-Request-Id"
+BATCH_FIELD = "request_id"
+MAX_CHARS = 128
+_SAFE = re.compile(rf"[A-Za-z0-9\-_.:=+/@]{{1,{MAX_CHARS}}}")
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+T = TypeVar("T")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_valid(value: object) -> bool:
+    """Whether a client's id can be used as it is (logged, echoed in a header)."""
+    return isinstance(value, str) and _SAFE.fullmatch(value) is not None
+
+
+def accept_or_new(value: object) -> str:
+    """The given id if it is safe, else a new one."""
+    return value if isinstance(value, str) and is_valid(value) else new_id()
+
+
+@contextlib.contextmanager
+def using(request_id: str | None) -> Iterator[None]:
+    """Log lines made inside this block carry `request_id`."""
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+async def awaited_as(request_id: str | None, pending: Awaitable[T]) -> T:
+    """Await `pending` with `request_id` as the current id (one call of a batch)."""
+    with using(request_id):
+        return await pending
+
+
+def batch_call_id(call: Any) -> str | None:
+    """The id of one call of a batch: its ``request_id`` if it is a safe one, else the batch's."""
+    value = call.get(BATCH_FIELD) if isinstance(call, dict) else None
+    return value if isinstance(value, str) and is_valid(value) else REQUEST_ID.get()
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id (or None) on each record as ``request_id``.
+
+    An id given explicitly (``extra={"request_id": ...}``) is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The RPC service's half: the caller's id (or a new one) for the request's log lines.
+
+    The reply carries the id back in ``X-Request-Id``. A batch's calls each
+    carry their own (see ``batch_call_id`` and ``awaited_as``).
+    """
+    request_id = accept_or_new(request.headers.get(HEADER))
+    with using(request_id):
+        response = await handler(request)
+    response.headers[HEADER] = request_id
+    return response
