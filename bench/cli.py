@@ -8,11 +8,14 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORKLOADS = ("send", "pull", "mixed")  # the wrk scripts of bench/wrk
-EXTRAS = ("hey", "scale", "batching", "pong", "redis")  # comparisons and ceilings, by default
+# Comparisons and ceilings, all by default.
+EXTRAS = ("hey", "scale", "batching", "layouts", "pong", "redis")
 SMOKE_DURATION = 2
 SMOKE_CONNECTIONS = (1, 20)
 BATCHING_CONNECTIONS = 50
 BATCHING_ROUNDS = 2  # alternating batched / unbatched runs per workload
+LAYOUT_CONNECTIONS = 50
+LAYOUT_ROUNDS = 3  # alternating stream / sorted-set runs per workload
 
 
 @dataclass(frozen=True)

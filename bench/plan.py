@@ -20,8 +20,15 @@ from typing import Any
 import orjson
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from bench import dataset, redis_bench, stack
-from bench.cli import BATCHING_CONNECTIONS, BATCHING_ROUNDS, WORKLOADS, Options
+from bench import dataset, layouts, redis_bench, stack
+from bench.cli import (
+    BATCHING_CONNECTIONS,
+    BATCHING_ROUNDS,
+    LAYOUT_CONNECTIONS,
+    LAYOUT_ROUNDS,
+    WORKLOADS,
+    Options,
+)
 from bench.hey_runner import run_hey
 from bench.measure import measure
 from bench.redis_bench import Test, run_redis_benchmark, tests
@@ -67,6 +74,7 @@ class Session:
         self.pong_url: str | None = None
         self.unbatched: Child | None = None
         self.unbatched_url: str | None = None
+        self.sorted_set: stack.Stack | None = None  # the earlier layout's stack, to compare
         self.results: list[RunResult] = []
         self.memory: list[dataset.MemoryFigure] = []
         self.scale: dict[int, dataset.LoadedChat] = {}
@@ -84,11 +92,21 @@ class Session:
         label = "attach to " + o.url if o.url else "start Redis, RPC, front end"
         plan = [Step(label, 3, self.start_stack)]
         plan.append(Step("preload workload chats", 3, self.preload_workload_chats))
+        compare = self.compares_layouts()
+        if compare:
+            plan.append(Step("start the sorted-set stack", 3, self.start_sorted_set))
+            plan.append(Step("preload its workload chats", 3, self.preload_sorted_set_chats))
         if o.wants("scale") and self.has_redis:
+            kinds = [(dataset.STREAM, dataset.LONG_TEXTS), (dataset.STREAM, dataset.SHORT_TEXTS)]
+            if compare:
+                kinds += [
+                    (dataset.SORTED_SET, t) for t in (dataset.LONG_TEXTS, dataset.SHORT_TEXTS)
+                ]
             for n in o.scale_sizes:
-                plan.append(
-                    Step(f"preload {magnitude(n)}", 1 + n / 60_000, partial(self.preload_scale, n))
-                )
+                for layout, texts in kinds:
+                    label = f"preload {magnitude(n)} {layout} {texts[0]}-{texts[1]}"
+                    action = partial(self.preload_scale, n, layout, texts)
+                    plan.append(Step(label, 1 + n / 60_000, action))
         plan.append(Step("check the API sees the data", 1, self.check_api))
         if self.has_redis:
             plan.append(Step("AOF rewrite", 2, self.settle_store))
@@ -118,6 +136,15 @@ class Session:
                         label = f"{name} {'batched' if batched else 'unbatched'} #{n + 1}"
                         plan.append(Step(label, d, partial(self.run_batching, name, batched)))
             plan.append(Step("stop the unbatched front end", 1, self.stop_unbatched))
+        if compare:
+            plan.append(
+                Step("warm up the sorted-set stack", WARM_UP_S + SETTLE_S, self.warm_up_sorted_set)
+            )
+            for name in ("send", "pull"):
+                for n in range(1 if o.smoke else LAYOUT_ROUNDS):
+                    for layout in dataset.LAYOUTS:
+                        label = f"{name} {layout} #{n + 1}"
+                        plan.append(Step(label, d, partial(self.run_layout, name, layout)))
         if o.wants("pong"):
             plan.append(Step("start pong", 3, self.start_pong))
             plan.append(Step("warm up pong", WARM_UP_S + SETTLE_S, self.warm_up_pong))
@@ -125,13 +152,18 @@ class Session:
                 plan.append(Step(f"pong c={c}", d, partial(self.run_pong, c)))
             plan.append(Step("stop pong", 1, self.stop_pong))
         if o.wants("redis") and self.has_redis:
-            plan.append(Step("redis-benchmark", 4 * o.redis_requests / 30_000, self.run_redis))
+            estimate = (7 if compare else 4) * o.redis_requests / 30_000
+            plan.append(Step("redis-benchmark", estimate, self.run_redis))
         plan.append(Step("stop", 2, self.stop))
         return plan
 
+    def compares_layouts(self) -> bool:
+        """Whether the earlier layout is measured too (only for a stack started here)."""
+        return self.options.wants("layouts") and self.options.url is None
+
     def pong_levels(self) -> list[int]:
-        """Every workload level, and c=50 for hey, data-scale and batching runs."""
-        extra = {HEY_CONNECTIONS, SCALE_CONNECTIONS, BATCHING_CONNECTIONS}
+        """Every workload level, and c=50 for hey, data-scale, batching and layout runs."""
+        extra = {HEY_CONNECTIONS, SCALE_CONNECTIONS, BATCHING_CONNECTIONS, LAYOUT_CONNECTIONS}
         return sorted(set(self.options.connections) | extra)
 
     def execute(self) -> None:
@@ -200,9 +232,24 @@ class Session:
             self.unbatched.stop()
             self.unbatched = None
 
+    def start_sorted_set(self) -> None:
+        o = self.options
+        self.sorted_set = layouts.start_sorted_set(self.logs, o.http_workers, o.rpc_workers)
+
+    def _sorted_set(self) -> stack.Stack:
+        if self.sorted_set is None:
+            raise RuntimeError("the sorted-set stack is not up")
+        return self.sorted_set
+
+    def warm_up_sorted_set(self) -> None:
+        self._warm_up("sorted-set stack", self._sorted_set().url, "mixed")
+
     def stop(self) -> None:
         self.stop_pong()
         self.stop_unbatched()
+        if self.sorted_set is not None:
+            self.sorted_set.stop()
+            self.sorted_set = None
         if self.stack is not None:
             self.stack.stop()
 
@@ -237,20 +284,37 @@ class Session:
             "seconds": round(time.monotonic() - started, 2),
         }
 
-    def preload_scale(self, count: int) -> None:
-        client = self._stack().redis()
-        started = time.monotonic()
+    def preload_sorted_set_chats(self) -> None:
+        """The same workload chats, in the earlier layout, into the sorted-set stack's Redis."""
+        o = self.options
+        chats = [dataset.workload_chat(i) for i in range(dataset.WORKLOAD_CHATS)]
+        client = self._sorted_set().redis()
         try:
-            loaded, figure = dataset.preload_measured(client, count, self.options.seed + count)
+            dataset.preload(
+                client, [(c, o.messages_per_chat) for c in chats], o.seed, dataset.SORTED_SET
+            )
         finally:
             client.close()
-        self.scale[count] = loaded
+
+    def preload_scale(self, count: int, layout: str, texts: tuple[int, int]) -> None:
+        """One chat of `count` messages, measured; only today's of 40-80 is kept, for pulls."""
+        target = self._stack() if layout == dataset.STREAM else self._sorted_set()
+        keep = layout == dataset.STREAM and texts == dataset.LONG_TEXTS
+        client = target.redis()
+        started = time.monotonic()
+        seed = self.options.seed + count
+        try:
+            loaded, figure = dataset.preload_measured(client, count, seed, layout, texts, keep)
+        finally:
+            client.close()
         self.memory.append(figure)
-        self.preload[f"scale_{count}"] = {
-            "chat": loaded.chat,
-            "messages": count,
-            "seconds": round(time.monotonic() - started, 2),
-        }
+        if keep:
+            self.scale[count] = loaded
+            self.preload[f"scale_{count}"] = {
+                "chat": loaded.chat,
+                "messages": count,
+                "seconds": round(time.monotonic() - started, 2),
+            }
 
     def check_api(self) -> None:
         """Read preloaded pages through the API: names, keys and members must agree."""
@@ -258,6 +322,7 @@ class Session:
         page = _get_json(f"{base}/api/pull?chat={dataset.workload_chat(0)}&cursor=0&limit=10")
         if len(page["messages"]) != 10 or not page["has_more"]:
             raise RuntimeError(f"a preloaded workload chat reads back wrong: {page}")
+        page_of_chat_0 = page["messages"]
         for count, loaded in self.scale.items():
             middle = loaded.send_time(count // 2)
             page = _get_json(f"{base}/api/pull?chat={loaded.chat}&cursor={middle}&limit=10")
@@ -265,13 +330,19 @@ class Session:
             following = loaded.send_time(count // 2 + 10)
             if first.get("send_time") != middle or page["next_cursor"] != following:
                 raise RuntimeError(f"the {count}-message chat reads back wrong: {page}")
+        if self.sorted_set is not None:
+            url = f"{self.sorted_set.url}/api/pull?chat={dataset.workload_chat(0)}&limit=10"
+            texts = [(m["sender"], m["text"]) for m in _get_json(url)["messages"]]
+            if texts != [(m["sender"], m["text"]) for m in page_of_chat_0]:
+                raise RuntimeError("the sorted-set stack reads its chats back differently")
 
     def settle_store(self) -> None:
-        client = self._stack().redis()
-        try:
-            dataset.wait_for_aof_rewrite(client)
-        finally:
-            client.close()
+        for target in filter(None, (self.stack, self.sorted_set)):
+            client = target.redis()
+            try:
+                dataset.wait_for_aof_rewrite(client)
+            finally:
+                client.close()
 
     # -- runs -----------------------------------------------------------------
 
@@ -340,6 +411,13 @@ class Session:
         extra = {"rpc_batch": batched}
         self._wrk(label, "batching", url, name, BATCHING_CONNECTIONS, roles, extra)
 
+    def run_layout(self, name: str, layout: str) -> None:
+        """One run of a workload through today's stack or the sorted-set one."""
+        target = self._stack() if layout == dataset.STREAM else self._sorted_set()
+        extra = {"layout": layout}
+        label = f"{name} {layout}"
+        self._wrk(label, "layouts", target.url, name, LAYOUT_CONNECTIONS, target.roles, extra)
+
     def run_pong(self, connections: int) -> None:
         assert self.pong is not None and self.pong_url is not None
         roles = {"pong": [self.pong.pid]}
@@ -390,16 +468,23 @@ class Session:
         self._hey("hey-pull", f"{self._stack().url}/api/pull?chat={chat}&cursor=0&limit=10", None)
 
     def run_redis(self) -> None:
-        s, o = self._stack(), self.options
-        assert s.redis_url is not None
-        client = s.redis()
-        try:
-            plan = tests(client)
-        finally:
-            client.close()
-        roles = {"redis": s.roles["redis"]} if "redis" in s.roles else {}
-        for test in plan:
-            self._redis_benchmark(s.redis_url, test, o.redis_requests, roles)
+        """Today's scripts on the stack's Redis; the earlier ones on theirs, each after its peer."""
+        o = self.options
+        runs: list[tuple[stack.Stack, Test]] = []
+        for target, layout in ((self.stack, dataset.STREAM), (self.sorted_set, dataset.SORTED_SET)):
+            if target is None:
+                continue
+            client = target.redis()
+            try:
+                runs += [(target, test) for test in tests(client, layout)]
+            finally:
+                client.close()
+        order = ["redis-ping", "redis-send", "redis-pull", "redis-pull-reverse"]
+        runs.sort(key=lambda run: order.index(run[1].name.removesuffix(" (sorted set)")))
+        for target, test in runs:
+            assert target.redis_url is not None
+            roles = {"redis": target.roles["redis"]} if "redis" in target.roles else {}
+            self._redis_benchmark(target.redis_url, test, o.redis_requests, roles)
 
     def _redis_benchmark(
         self, redis_url: str, test: Test, requests: int, roles: dict[str, list[int]]
@@ -430,7 +515,7 @@ class Session:
         pong = {r.connections: r.rps for r in self.results if r.group == "pong" and r.ok}
         for r in self.results:
             ceiling = pong.get(r.connections)
-            if r.group in ("workload", "hey", "scale", "batching") and r.rps and ceiling:
+            if r.group in ("workload", "hey", "scale", "batching", "layouts") and r.rps and ceiling:
                 r.pong_ratio = r.rps / ceiling
 
     def failed(self) -> list[RunResult]:

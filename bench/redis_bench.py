@@ -1,24 +1,29 @@
-"""The store's ceiling: redis-benchmark running the project's own Lua scripts.
+"""The store's ceiling: redis-benchmark running the store's own Redis calls.
 
-The scripts are loaded with SCRIPT LOAD and called by EVALSHA with keys of the
-store's shape (``im:{rbench:<12 digits>}``, 1000 chats via ``-r``) and the
-arguments ``rpc_srv/store.py`` passes, so this is what Redis alone can do per
-send and per pull, with no Python in the way.
+The send script is loaded with SCRIPT LOAD and called by EVALSHA, a pull is the
+XRANGE (XREVRANGE) that ``rpc_srv/store.py`` sends, on keys of the store's
+shape (``im:{rbench:<12 digits>}``, 1000 chats via ``-r``) with the arguments
+the store passes, so this is what Redis alone can do per send and per pull,
+with no Python in the way. The same for the earlier sorted-set layout's
+scripts (``bench/legacy``), on a Redis of their own.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib.resources import files
 from urllib.parse import urlsplit
 
+import orjson
 import redis
 
+from bench.dataset import STREAM
+from bench.legacy import script as legacy_script
+from bench.legacy.store import encode_member_tail
 from bench.loadgen import GRACE_S, run_tool
 from bench.results import ToolOutput
 from rpc_srv.settings import Settings as RpcSettings
-from rpc_srv.store import encode_member_tail
+from rpc_srv.store import lua
 
 CONNECTIONS = 50
 KEYSPACE = 1000
@@ -33,18 +38,32 @@ class Test:
     command: list[str]
 
 
-def tests(client: redis.Redis) -> list[Test]:
-    """The commands to run; sends first, so the pulls find full pages."""
-    lua = files("rpc_srv").joinpath("lua")
-    send_sha = str(client.script_load(lua.joinpath("send.lua").read_text("utf-8")))
-    pull_sha = str(client.script_load(lua.joinpath("pull.lua").read_text("utf-8")))
+def tests(client: redis.Redis, layout: str = STREAM) -> list[Test]:
+    """The commands to run for one layout; sends first, so the pulls find full pages."""
+    ttl = str(RpcSettings().idempotency_ttl)  # as the store passes it
+    retention = str(RpcSettings().retention_days * 86_400_000_000)
+    if layout == STREAM:
+        send_sha = str(client.script_load(lua("send.lua")))
+        text = orjson.dumps(TEXT).decode()
+        send = ["EVALSHA", send_sha, "1", KEY, "0", text, ttl, retention]
+        # A pull of 10, as MessageStore.pull asks for it (without a retention).
+        plan = [
+            Test("redis-send", send),
+            Test("redis-pull", ["XRANGE", KEY, "0", "+", "COUNT", "11"]),
+            Test("redis-pull-reverse", ["XREVRANGE", KEY, "+", "-", "COUNT", "11"]),
+        ]
+        return [Test("redis-ping", ["PING"]), *plan]
+    send_sha = str(client.script_load(legacy_script("send.lua")))
+    pull_sha = str(client.script_load(legacy_script("pull.lua")))
     tail = encode_member_tail("rbench", TEXT).decode()
-    idempotency_ttl = RpcSettings().idempotency_ttl  # as the store passes it
+    send = ["EVALSHA", send_sha, "1", KEY, tail, ttl]
+    pull = ["EVALSHA", pull_sha, "1", KEY, "0", "10", "0"]
+    reverse = [*pull]
+    reverse[6] = "1"
     return [
-        Test("redis-ping", ["PING"]),
-        Test("redis-send", ["EVALSHA", send_sha, "1", KEY, tail, str(idempotency_ttl)]),
-        Test("redis-pull", ["EVALSHA", pull_sha, "1", KEY, "0", "10", "0"]),
-        Test("redis-pull-reverse", ["EVALSHA", pull_sha, "1", KEY, "0", "10", "1"]),
+        Test("redis-send (sorted set)", send),
+        Test("redis-pull (sorted set)", pull),
+        Test("redis-pull-reverse (sorted set)", reverse),
     ]
 
 

@@ -128,22 +128,88 @@ def _redis_table(runs: Sequence[RunResult]) -> list[str]:
 
 
 def _memory_table(figures: Sequence[MemoryFigure]) -> list[str]:
-    header = ["messages", "encoding", "MEMORY USAGE", "bytes/message"]
+    header = ["layout", "texts", "messages", "encoding", "MEMORY USAGE", "bytes/message"]
     header += ["used_memory Δ/message", "payload bytes/message"]
     rows = []
-    for f in figures:
+    order = sorted(figures, key=lambda f: (f.texts != "40-80", f.messages, f.layout))
+    for f in order:
         d = f.as_dict()
         rows.append(
             [
+                f.layout,
+                f.texts,
                 f"{f.messages:,}",
                 f.encoding,
                 f"{f.memory_usage:,}",
                 _num(float(d["bytes_per_message"]), 1),
                 _num(float(d["used_memory_delta_per_message"]), 1),
-                _num(float(d["member_bytes_per_message"]), 1),
+                _num(float(d["payload_bytes_per_message"]), 1),
             ]
         )
     return _table(header, rows)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _over(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else DASH
+
+
+def _layout_ratios(runs: Sequence[RunResult]) -> list[str]:
+    """Per workload: today's layout over the sorted-set one, means of the alternating rounds."""
+    header = ["workload", "req/s stream", "req/s sorted set", "ratio"]
+    roles = ["total", "rpc", "redis", "http"]
+    for role in roles:
+        name = ROLE_NAMES.get(role, role)
+        header += [f"CPU µs/req {name} stream", "sorted set", "ratio"]
+    rows = []
+    for workload in dict.fromkeys(str(r.name).split(" ")[0] for r in runs):
+        by = {
+            layout: [r for r in runs if r.ok and r.name == f"{workload} {layout}"]
+            for layout in ("stream", "sorted-set")
+        }
+        rps = {k: _mean([r.rps for r in v]) for k, v in by.items()}
+        row = [workload, _num(rps["stream"]), _num(rps["sorted-set"])]
+        row.append(_over(rps["stream"], rps["sorted-set"]))
+        for role in roles:
+            cpu = {k: _mean([r.cpu_us_per_request.get(role) for r in v]) for k, v in by.items()}
+            row += [_num(cpu["stream"]), _num(cpu["sorted-set"])]
+            row.append(_over(cpu["stream"], cpu["sorted-set"]))
+        rows.append(row)
+    return _table(header, rows)
+
+
+def _scale_ratios(runs: Sequence[RunResult]) -> list[str]:
+    """Each pull variant at the largest chat over the same at the smallest."""
+    sizes = sorted({int(r.settings["messages"]) for r in runs})
+    if len(sizes) < 2:
+        return []
+    small, large = sizes[0], sizes[-1]
+    lines = []
+    for variant in dict.fromkeys(str(r.settings["variant"]) for r in runs):
+        pick = {
+            n: next(
+                (
+                    r
+                    for r in runs
+                    if r.settings["messages"] == n and r.settings["variant"] == variant
+                ),
+                None,
+            )
+            for n in (small, large)
+        }
+        a, b = pick[large], pick[small]
+        if a is None or b is None or not (a.ok and b.ok):
+            continue
+        rps = _over(a.rps, b.rps)
+        cpu = _over(a.cpu_us_per_request.get("total"), b.cpu_us_per_request.get("total"))
+        lines.append(
+            f"- {variant}: {large:,} over {small:,} messages: req/s x{rps}, CPU/req x{cpu}"
+        )
+    return [*lines, ""] if lines else []
 
 
 def summary(
@@ -198,6 +264,20 @@ def summary(
             "",
             *_http_table(batching, "run"),
         ]
+    layout_runs = [r for r in results if r.group == "layouts"]
+    if layout_runs:
+        lines += [
+            "## Stream layout vs the earlier sorted-set layout (c=50, runs alternating)",
+            "",
+            "Two whole stacks of the same settings, each on a Redis of its own holding the "
+            "same preloaded chats in its layout: today's, and one whose RPC service runs "
+            "the sorted-set store (`bench/legacy`). Means of the alternating rounds:",
+            "",
+            *_layout_ratios(layout_runs),
+            "Each run:",
+            "",
+            *_http_table(layout_runs, "run"),
+        ]
     lines += ["## Ceilings", ""]
     if groups["pong"]:
         title = f"### Bare Sanic `GET /ping`, {m['cpu_count']} workers (bench/pong.py)"
@@ -205,13 +285,16 @@ def summary(
     redis_runs = [r for r in results if r.group == "redis"]
     if redis_runs:
         title = "### redis-benchmark, the store's own scripts by EVALSHA (-c 50 -P 1, 1000 chats)"
+        if any(r.name.endswith("(sorted set)") for r in redis_runs):
+            title += "; (sorted set): the earlier layout's, on its stack's Redis"
         lines += [title, "", *_redis_table(redis_runs)]
     scale = [r for r in results if r.group == "scale"]
     if scale:
         lines += ["## Data scale: one chat of N messages, pull limit 10, c=50", ""]
         lines += _scale_table(scale)
+        lines += _scale_ratios(scale)
     if memory:
-        lines += ["## Redis memory per stored message (texts of 40-80 characters)", ""]
+        lines += ["## Redis memory per stored message", ""]
         lines += _memory_table(memory)
     failed = [r for r in results if not r.ok]
     if failed:

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -52,9 +53,23 @@ class Stack:
             self.data_dir = None
 
 
-def start(logs: Path, http_workers: int | None, rpc_workers: int | None) -> Stack:
-    """Redis, the RPC service and the front end as children, each ready on return."""
-    data_dir = Path(tempfile.mkdtemp(prefix="pullchat-bench-"))
+RpcChild = Callable[[Mapping[str, str], Path], Child]
+
+
+def start(
+    logs: Path,
+    http_workers: int | None,
+    rpc_workers: int | None,
+    rpc: RpcChild = rpc_child,
+    name: str = "",
+) -> Stack:
+    """Redis, the RPC service and the front end as children, each ready on return.
+
+    `rpc` makes the RPC service's child (bench/layouts.py passes another);
+    `name` tells this stack's logs and data directory from the first one's.
+    """
+    suffix = f"-{name}" if name else ""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"pullchat-bench{suffix}-"))
     redis_port, rpc_port, http_port = free_port(), free_port(), free_port()
     env = {
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
@@ -78,9 +93,9 @@ def start(logs: Path, http_workers: int | None, rpc_workers: int | None) -> Stac
     child_env = {**os.environ, **env}
     try:
         for child in (
-            redis_child(redis_port, data_dir / "redis", log=logs / "redis.log"),
-            rpc_child(child_env, log=logs / "rpc.log"),
-            http_child(child_env, log=logs / "http.log"),
+            redis_child(redis_port, data_dir / "redis", log=logs / f"redis{suffix}.log"),
+            rpc(child_env, logs / f"rpc{suffix}.log"),
+            http_child(child_env, log=logs / f"http{suffix}.log"),
         ):
             stack.children.append(child)
             child.start(timeout=60)

@@ -13,17 +13,23 @@ from rpc_srv.settings import Settings
 from rpc_srv.store import MessageStore
 
 
+async def open_store(settings: Settings) -> MessageStore:
+    """The store of `settings`; raises StoreNeedsMigration on a store of an earlier layout."""
+    return await MessageStore.open(
+        settings.redis_url,
+        cluster=settings.redis_cluster,
+        pool_size=settings.redis_pool_size,
+        io_timeout=settings.redis_timeout,
+        idempotency_ttl=settings.idempotency_ttl,
+        retention_days=settings.retention_days,
+    )
+
+
 def store_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     """Open the Redis pool when the server starts and close it when it stops."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        store = await MessageStore.open(
-            settings.redis_url,
-            cluster=settings.redis_cluster,
-            pool_size=settings.redis_pool_size,
-            io_timeout=settings.redis_timeout,
-            idempotency_ttl=settings.idempotency_ttl,
-        )
+        store = await open_store(settings)
         app[handlers.STORE] = store
         yield
         await store.close()

@@ -154,7 +154,7 @@ async def pull_reply(pulled: Awaitable[Page]) -> Reply:
     return {
         "code": Code.OK,
         "msg": "success",
-        "messages": page.messages,
+        "messages": page.wire,  # the page's JSON, embedded as it is
         "has_more": page.has_more,
         "next_cursor": page.next_cursor,
     }

@@ -1,12 +1,17 @@
-"""Coalesce the script calls of one event-loop tick into one Redis pipeline.
+"""Coalesce the Redis calls of one event-loop tick into one Redis pipeline.
 
-Every call made in the same tick adds its EVALSHA here (at once, so a batch's
-calls need no task each); at the end of the tick they go to Redis together, one
-write and one read for all of them, instead of a round trip (and a pool
-checkout) each. (On a Redis Cluster they go concurrently, each to its node,
-since redis-py does not pipeline scripts there.) Each caller still gets its
-own reply or its own error. Each EVALSHA stays atomic on its own, so the order
-and uniqueness guarantees of the scripts hold.
+Every call made in the same tick adds its command here (at once, so a batch's
+calls need no task each): an EVALSHA of one of the store's scripts, or a plain
+command that is atomic on its own (a pull's XRANGE). At the end of the tick
+they go to Redis together, one write and one read for all of them, instead of
+a round trip (and a pool checkout) each. (On a Redis Cluster they go
+concurrently, each to its node, since redis-py does not pipeline scripts
+there.) Each caller still gets its own reply or its own error. Each command
+stays atomic on its own, so the order and uniqueness guarantees of the
+scripts hold.
+
+Replies of a single server's pipeline are read raw (no redis-py response
+callbacks); on a Cluster, redis-py parses them as it does for any command.
 """
 
 from __future__ import annotations
@@ -30,15 +35,21 @@ _TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 @dataclass(slots=True)
 class _Call:
-    script: AsyncScript
+    script: AsyncScript | None  # None: `args` is a whole command of its own
     keys: Sequence[str]
     args: Sequence[Any]
     retry_safe: bool  # may run twice without harm (a read, or a keyed send)
     future: asyncio.Future[Any]
 
+    def command(self) -> tuple[Any, ...]:
+        if self.script is None:
+            return tuple(self.args)
+        # The sha is read when sent: it is set again after a NOSCRIPT reload.
+        return ("EVALSHA", self.script.sha, len(self.keys), *self.keys, *self.args)
+
 
 class Pipeliner:
-    """Runs script calls in per-tick pipelines; `batch_sizes` counts what it sent."""
+    """Runs script calls and plain commands in per-tick pipelines."""
 
     def __init__(
         self, redis: Redis | RedisCluster, max_batch: int = 512, max_in_flight: int = 64
@@ -61,6 +72,21 @@ class Pipeliner:
         future: the pipeline still reads every reply, so no connection is left
         holding an unread one.
         """
+        return self._queue(script, keys, args, retry_safe)
+
+    def submit_command(
+        self, command: Sequence[Any], key: str, retry_safe: bool
+    ) -> asyncio.Future[Any]:
+        """Queue a plain command on `key` (e.g. ``XRANGE key ...``), as `submit` does a script."""
+        return self._queue(None, (key,), command, retry_safe)
+
+    def _queue(
+        self,
+        script: AsyncScript | None,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        retry_safe: bool,
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._pending:
@@ -104,6 +130,7 @@ class Pipeliner:
         if missing:
             try:
                 for script in {id(c.script): c.script for c in missing}.values():
+                    assert script is not None  # only a script gets NOSCRIPT
                     script.sha = await self.redis.script_load(script.script)
             except Exception as exc:
                 for c in missing:
@@ -148,10 +175,7 @@ class Pipeliner:
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         replies: list[Any] = []
         try:
-            packed = b"".join(
-                pack_command(("EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args))
-                for c in calls
-            )
+            packed = b"".join(pack_command(c.command()) for c in calls)
             await conn.send_packed_command(packed, check_health=False)
             async with asyncio.timeout(conn.socket_timeout):
                 for _ in calls:
@@ -174,7 +198,7 @@ class Pipeliner:
 
     async def _one(self, c: _Call) -> Any:
         async with self._in_flight:
-            return await self.redis.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+            return await self.redis.execute_command(*c.command())
 
 
 async def _read_reply(conn: Connection) -> Any:
@@ -186,7 +210,8 @@ async def _read_reply(conn: Connection) -> Any:
         return exc  # that call's own error; the others are read on
     if reply is None:
         # redis-py's answer to a socket-level timeout when given a timeout; the
-        # scripts always reply with an array, so the connection is broken.
+        # scripts and commands sent here always reply with an array, so the
+        # connection is broken.
         await conn.disconnect(nowait=True)
         raise redis_errors.ConnectionError("connection lost while reading replies")
     return reply

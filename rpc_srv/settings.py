@@ -28,6 +28,12 @@ class Settings:
     idempotency_ttl: int = setting(
         "IDEMPOTENCY_TTL", 86400, minimum=1, doc="seconds an idempotency key is remembered"
     )
+    retention_days: int = setting(
+        "RETENTION_DAYS",
+        0,
+        minimum=0,
+        doc="messages older than this many days are trimmed and never returned; 0 keeps all",
+    )
     text_max_bytes: int = setting("TEXT_MAX_BYTES", TEXT_MAX_BYTES_DEFAULT)
     request_max_bytes: int = setting("RPC_REQUEST_MAX_BYTES", 1024 * 1024 + 4096, minimum=1024)
     keepalive: int = setting(

@@ -1,25 +1,33 @@
-"""Messages in Redis: one sorted set per chat, written and read by Lua scripts.
+"""Messages in Redis: one stream per chat, written and read by Lua scripts.
 
 Keys carry the canonical chat as a Redis Cluster hash tag, so every key one
 script touches lives in one slot:
 
-- ``im:{alice:bob}``: sorted set, score = send_time (µs), member = the orjson
-  array ``[send_time, sender, text]`` (unique because send_time is).
+- ``im:{alice:bob}``: a stream; entry id ``<send_time>-<number>`` (send_time in
+  µs, number = the message's place in the chat: 1, 2, ...) and one field: its
+  name is the sender's place in the chat (``0`` for alice, ``1`` for bob), its
+  value the text as a JSON string, as the wire carries it.
 - ``idem:{alice:bob}:<client_msg_id>``: the send_time given to an earlier send
   with that idempotency key; expires after ``idempotency_ttl`` seconds.
+- ``pullchat:layout``: which layout the store holds (see `check_layout`).
 
-The scripts run by EVALSHA, pipelined per event-loop tick (see pipeliner.py),
-and are loaded again after a ``SCRIPT FLUSH`` or a restart of Redis.
+A send is ``lua/send.lua``, run by EVALSHA and loaded again after a ``SCRIPT
+FLUSH`` or a restart of Redis. A pull is one ``XRANGE`` (or ``XREVRANGE``) of
+``limit + 1`` entries, atomic on its own: the extra entry tells ``has_more`` and
+``next_cursor``. A script could do no more here and costs Redis about twice as
+much per page (every entry it reads becomes Lua values). Both go through the
+tick's pipeline (see pipeliner.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+import time
+from collections.abc import AsyncGenerator, Coroutine, Iterable
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 from redis import exceptions as redis_errors
@@ -48,21 +56,58 @@ class StoreUnavailable(Exception):
     """Redis could not be reached or refused the command for now."""
 
 
+class StoreNeedsMigration(Exception):
+    """The store still holds chats in an earlier layout: they must be migrated first."""
+
+
 class SendResult(NamedTuple):
     send_time: int
     duplicate: bool
+    number: int  # the message's place in its chat: 1, 2, ... (0 if trimmed since)
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    messages: list[dict[str, Any]]
+    """One page of a chat, its messages already encoded as the wire carries them."""
+
+    messages_json: bytes  # a JSON array of {"chat", "text", "sender", "send_time"}
+    count: int
     has_more: bool
     next_cursor: int
+    last_send_time: int  # of the page's last message; 0 when the page is empty
+
+    @property
+    def wire(self) -> orjson.Fragment:
+        """The messages, for an ``orjson.dumps`` of the reply: embedded as they are."""
+        return orjson.Fragment(self.messages_json)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The messages decoded (one ``orjson.loads``)."""
+        decoded: list[dict[str, Any]] = orjson.loads(self.messages_json)
+        return decoded
+
+
+LAYOUT_KEY = "pullchat:layout"
+LAYOUT = b"streams"  # what LAYOUT_KEY holds once the store is known to hold streams only
+CHAT_PATTERN = "im:{*"  # every chat key, for SCAN
+MIGRATE_COMMAND = "pullchat-migrate"
+US_PER_DAY = 86_400 * 1_000_000
 
 
 def chat_key(chat: str) -> str:
-    """The sorted set of a canonical chat."""
+    """The stream of a canonical chat."""
     return f"im:{{{chat}}}"
+
+
+def sender_place(chat: str, sender: str) -> bytes:
+    """The sender as an entry names it: b"0" for the chat's first member, b"1" for its second."""
+    first, second = chat.split(":")
+    if sender == first:
+        return b"0"
+    if sender == second:
+        return b"1"
+    raise ValueError("the sender must be one of the chat's two members")
 
 
 def idempotency_key(chat: str, client_msg_id: str) -> str:
@@ -70,9 +115,46 @@ def idempotency_key(chat: str, client_msg_id: str) -> str:
     return f"idem:{{{chat}}}:{client_msg_id}"
 
 
-def encode_member_tail(sender: str, text: str) -> bytes:
-    """The stored member minus its leading ``[send_time,``, which send.lua adds."""
-    return orjson.dumps((sender, text))[1:]
+def needs_migration_message(found: str) -> str:
+    """What the RPC service says when it refuses a store of the sorted-set layout."""
+    return (
+        f"the store holds chats in the sorted-set layout of an earlier version (e.g. {found}):"
+        f" stop the RPC services of that version, run {MIGRATE_COMMAND} with the same"
+        " REDIS_URL, then start this one"
+    )
+
+
+async def old_layout_chat(redis: Redis | RedisCluster) -> str | None:
+    """A chat key of the sorted-set layout, if any is left (SCAN over every master)."""
+    # An async generator, though typed as an iterator: closed here, not left to the GC.
+    keys = cast(
+        AsyncGenerator[Any, None], redis.scan_iter(match=CHAT_PATTERN, count=1000, _type="zset")
+    )
+    async with contextlib.aclosing(keys):
+        async for key in keys:
+            return key.decode() if isinstance(key, bytes) else str(key)
+    return None
+
+
+async def check_layout(redis: Redis | RedisCluster) -> None:
+    """Raise StoreNeedsMigration unless the store holds chats as streams only.
+
+    Once known, that is kept in LAYOUT_KEY, so only the first start on a store
+    (or after a FLUSHALL) scans its keys; on a store of the earlier layout the
+    scan stops at the first sorted set it finds.
+    """
+    marker = await redis.get(LAYOUT_KEY)
+    if marker == LAYOUT:
+        return
+    if marker is not None:
+        raise StoreNeedsMigration(
+            f"the store holds an unknown layout {marker!r} (from a later version?);"
+            f" this version reads {LAYOUT.decode()!r}"
+        )
+    found = await old_layout_chat(redis)
+    if found is not None:
+        raise StoreNeedsMigration(needs_migration_message(found))
+    await redis.set(LAYOUT_KEY, LAYOUT, nx=True)
 
 
 async def is_cluster_url(url: str, io_timeout: float) -> bool:
@@ -87,7 +169,8 @@ async def is_cluster_url(url: str, io_timeout: float) -> bool:
     return bool(info.get("cluster_enabled"))
 
 
-def _lua(name: str) -> str:
+def lua(name: str) -> str:
+    """The text of one of the store's scripts, ``rpc_srv/lua/<name>``."""
     return files("rpc_srv").joinpath("lua", name).read_text(encoding="utf-8")
 
 
@@ -100,15 +183,21 @@ def _translate(exc: redis_errors.RedisError) -> Exception:
 
 
 class MessageStore:
-    """Send and pull messages; each is one script call, pipelined with the tick's others."""
+    """Send (one script call) and pull (one XRANGE) messages, pipelined with the tick's others."""
 
     def __init__(
-        self, redis: Redis | RedisCluster, idempotency_ttl: int = 86400, pool_size: int = 64
+        self,
+        redis: Redis | RedisCluster,
+        idempotency_ttl: int = 86400,
+        pool_size: int = 64,
+        retention_days: int = 0,
     ) -> None:
         self.redis = redis
         self.idempotency_ttl = idempotency_ttl
-        self._send = redis.register_script(_lua("send.lua"))
-        self._pull = redis.register_script(_lua("pull.lua"))
+        # Messages older than this are trimmed (on the chat's next send) and never
+        # returned; 0 keeps everything.
+        self.retention_us = retention_days * US_PER_DAY
+        self._send = redis.register_script(lua("send.lua"))
         self._pipeliner = Pipeliner(redis, max_in_flight=pool_size)
 
     @classmethod
@@ -119,6 +208,7 @@ class MessageStore:
         pool_size: int = 64,
         timeout: float = 0.8,
         idempotency_ttl: int = 86400,
+        retention_days: int = 0,
         cluster: bool = False,
     ) -> MessageStore:
         """A store on a pool of at most `pool_size` connections (per node in a cluster).
@@ -126,7 +216,8 @@ class MessageStore:
         `timeout` bounds connecting, each round trip, and the wait for a free
         connection. redis-py's own retries are off: whether a command may be
         sent again is decided per command here. (Cluster redirections, which
-        mean the command did not run, are still followed.)
+        mean the command did not run, are still followed.) Nothing is checked:
+        `open` also checks the store's layout.
         """
         connection = {
             "max_connections": pool_size,
@@ -138,9 +229,9 @@ class MessageStore:
             # On MOVED, patch that slot only: rebuilding the whole map closes
             # connections that other calls are using.
             client = RedisCluster.from_url(url, reinitialize_steps=0, **connection)
-            return cls(client, idempotency_ttl, pool_size)
+            return cls(client, idempotency_ttl, pool_size, retention_days)
         pool = BlockingConnectionPool.from_url(url, timeout=timeout, **connection)
-        return cls(Redis.from_pool(pool), idempotency_ttl, pool_size)
+        return cls(Redis.from_pool(pool), idempotency_ttl, pool_size, retention_days)
 
     @classmethod
     async def open(
@@ -151,10 +242,14 @@ class MessageStore:
         pool_size: int = 64,
         io_timeout: float = 0.8,
         idempotency_ttl: int = 86400,
+        retention_days: int = 0,
     ) -> MessageStore:
         """A store for `url`; with cluster "auto", Redis's ``INFO cluster`` decides.
 
-        If Redis cannot be reached to ask, the store assumes a single server.
+        Raises StoreNeedsMigration, naming the command that migrates it, when
+        the store still holds chats of the earlier sorted-set layout. If Redis
+        cannot be reached, the store assumes a single server and the layout is
+        not checked (a chat of the earlier layout then fails with WRONGTYPE).
         """
         is_cluster = cluster == "yes" or (
             cluster == "auto" and await is_cluster_url(url, io_timeout)
@@ -164,14 +259,25 @@ class MessageStore:
             pool_size=pool_size,
             timeout=io_timeout,
             idempotency_ttl=idempotency_ttl,
+            retention_days=retention_days,
             cluster=is_cluster,
         )
-        if isinstance(store.redis, RedisCluster):
-            # Learn the slot map now: a burst of first calls racing to do it
-            # can break each other's connections.
+        try:
+            if isinstance(store.redis, RedisCluster):
+                # Learn the slot map now: a burst of first calls racing to do it
+                # can break each other's connections.
+                with contextlib.suppress(redis_errors.RedisError):
+                    await store.redis.initialize()
             with contextlib.suppress(redis_errors.RedisError):
-                await store.redis.initialize()
+                await store.check_layout()
+        except BaseException:
+            await store.close()
+            raise
         return store
+
+    async def check_layout(self) -> None:
+        """Raise StoreNeedsMigration if the store still holds chats of an earlier layout."""
+        await check_layout(self.redis)
 
     async def close(self) -> None:
         """Close the pool once the calls in flight are settled (none is retried on a new one)."""
@@ -196,29 +302,86 @@ class MessageStore:
         keys = [chat_key(chat)]
         if client_msg_id is not None:
             keys.append(idempotency_key(chat, client_msg_id))
-        args = (encode_member_tail(sender, text), self.idempotency_ttl)
+        args = (
+            sender_place(chat, sender),
+            orjson.dumps(text),
+            self.idempotency_ttl,
+            self.retention_us,
+        )
         retry_safe = client_msg_id is not None
         return self._sent(self._pipeliner.submit(self._send, keys, args, retry_safe))
 
     def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Coroutine[Any, Any, Page]:
-        """One page of a canonical chat (see lua/pull.lua for the cursor rules), queued now."""
-        args = (cursor, limit, 1 if reverse else 0)
-        return self._page(chat, self._pipeliner.submit(self._pull, [chat_key(chat)], args, True))
+        """One page of a canonical chat, queued now.
+
+        Oldest first from `cursor` (send_time >= cursor), or with `reverse`
+        newest first from it (send_time <= cursor; 0 is "from the newest"). An
+        id without its number part stands for all of that send_time in XRANGE
+        and XREVRANGE alike. With a retention, entries older than it that no
+        send has trimmed yet are never returned (by this host's clock).
+        """
+        key = chat_key(chat)
+        oldest = self.oldest_kept()
+        if reverse:
+            command = ("XREVRANGE", key, cursor or "+", oldest or "-", "COUNT", limit + 1)
+        else:
+            command = ("XRANGE", key, max(cursor, oldest), "+", "COUNT", limit + 1)
+        return self._page(chat, limit, self._pipeliner.submit_command(command, key, True))
+
+    def oldest_kept(self) -> int:
+        """The oldest send_time a pull returns (0 without a retention)."""
+        if not self.retention_us:
+            return 0
+        return max(0, time.time_ns() // 1000 - self.retention_us)
 
     @staticmethod
     async def _sent(pending: asyncio.Future[Any]) -> SendResult:
-        reply = await _settled(pending)
-        return SendResult(int(reply[0]), bool(reply[1]))
+        send_time, duplicate, number = await _settled(pending)
+        return SendResult(send_time, bool(duplicate), number)
 
     @staticmethod
-    async def _page(chat: str, pending: asyncio.Future[Any]) -> Page:
-        rows, next_cursor = await _settled(pending)
-        messages = [
-            {"chat": chat, "text": text, "sender": sender, "send_time": send_time}
-            # One decode for the whole page: the rows are JSON arrays.
-            for send_time, sender, text in orjson.loads(b"[" + b",".join(rows) + b"]")
-        ]
-        return Page(messages, next_cursor != 0, int(next_cursor))
+    async def _page(chat: str, limit: int, pending: asyncio.Future[Any]) -> Page:
+        rows = as_read_raw(await _settled(pending))
+        has_more = len(rows) > limit
+        page = rows[:limit] if has_more else rows
+        messages = page_json(chat, page)
+        next_cursor = send_time_of(rows[limit][0]) if has_more else 0
+        last_send_time = send_time_of(page[-1][0]) if page else 0
+        return Page(messages, len(page), has_more, next_cursor, last_send_time)
+
+
+def send_time_of(entry_id: bytes) -> int:
+    """The send_time part of an entry id ``<send_time>-<number>``."""
+    return int(entry_id.partition(b"-")[0])
+
+
+def as_read_raw(rows: list[Any]) -> list[Any]:
+    """Stream entries as a single server's pipeline reads them: ``[id, [place, text]]``.
+
+    redis-py's cluster client parses them into ``(id, {place: text})``: undone here.
+    """
+    if rows and isinstance(rows[0][1], dict):
+        return [(entry_id, next(iter(fields.items()))) for entry_id, fields in rows]
+    return rows
+
+
+def page_json(chat: str, entries: Iterable[Any]) -> bytes:
+    """The wire's JSON array of a page from its stream entries ``(id, (place, text))``.
+
+    Only bytes are joined: the texts are stored as JSON already, and the chat
+    and its two senders are encoded once per page.
+    """
+    first, second = chat.split(":")
+    head = b'{"chat":' + orjson.dumps(chat) + b',"text":'
+    tails = {
+        b"0": b',"sender":' + orjson.dumps(first) + b',"send_time":',
+        b"1": b',"sender":' + orjson.dumps(second) + b',"send_time":',
+    }
+    messages = [
+        b"%b%b%b%b}" % (head, text, tails[place], entry_id.partition(b"-")[0])
+        for entry_id, (place, text) in entries
+    ]
+    return b"[" + b",".join(messages) + b"]"
 
 
 async def _settled(pending: asyncio.Future[Any]) -> Any:

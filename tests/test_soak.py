@@ -51,7 +51,7 @@ def test_soak_mixed_200_connections(
     try:
         pids = tree(stack.http.pid) + tree(stack.rpc.pid)
         messages_before = sum(
-            int(client.zcard(k)) for k in client.scan_iter("im:{peer*:soak*}", count=1000)
+            int(client.xlen(k)) for k in client.scan_iter("im:{peer*:soak*}", count=1000)
         )
         used_before = int(client.info("memory")["used_memory"])
         samples: list[dict[int, int]] = []
@@ -95,7 +95,7 @@ def test_soak_mixed_200_connections(
         growth = {p: (last[p] - warm[p]) / warm[p] for p in pids if warm.get(p)}
         worst = max(growth.values())
         messages_after = sum(
-            int(client.zcard(k)) for k in client.scan_iter("im:{peer*:soak*}", count=1000)
+            int(client.xlen(k)) for k in client.scan_iter("im:{peer*:soak*}", count=1000)
         )
         stored = messages_after - messages_before
         used_after = int(client.info("memory")["used_memory"])

@@ -52,9 +52,32 @@ async def test_send_time_is_store_clock_in_microseconds(store: MessageStore, cha
 async def test_send_time_never_goes_back(store: MessageStore, chat: str) -> None:
     """A chat whose newest message is ahead of the clock continues from it + 1."""
     future = 2**52
-    await store.redis.zadd(chat_key(chat), {orjson.dumps([future, "a", "x"]): future})
+    await store.redis.xadd(chat_key(chat), {"0": '"x"'}, id=f"{future}-7")
     result = await store.send(chat, chat.split(":")[0], "next")
-    assert result.send_time == future + 1
+    assert (result.send_time, result.number) == (future + 1, 8)
+
+
+async def test_messages_are_numbered_in_order(store: MessageStore, chat: str) -> None:
+    """Each message gets the chat's next number, from 1; a keyed retry gets its first one."""
+    sender = chat.split(":")[0]
+    results = await asyncio.gather(*(store.send(chat, sender, f"m{i}") for i in range(50)))
+    assert sorted(r.number for r in results) == list(range(1, 51))
+    by_time = sorted(results, key=lambda r: r.send_time)
+    assert [r.number for r in by_time] == list(range(1, 51))
+    keyed = await store.send(chat, sender, "keyed", "k")
+    again = await store.send(chat, sender, "keyed", "k")
+    assert (keyed.number, again.number, again.duplicate) == (51, 51, True)
+
+
+async def test_send_continues_after_the_stream_was_emptied(store: MessageStore, chat: str) -> None:
+    """A stream emptied by hand (XTRIM) still gives a later send_time and the next number."""
+    sender = chat.split(":")[0]
+    first = await store.send(chat, sender, "one")
+    await store.redis.xtrim(chat_key(chat), maxlen=0)
+    assert await store.redis.exists(chat_key(chat)) == 1
+    second = await store.send(chat, sender, "two")
+    assert second.send_time > first.send_time
+    assert second.number == first.number + 1
 
 
 async def test_concurrent_sends_get_distinct_increasing_times(
@@ -243,12 +266,101 @@ def test_paging_while_sending_sees_each_message_once(
     asyncio.run(scenario())
 
 
-async def test_members_are_compact_json(store: MessageStore, chat: str) -> None:
-    """Stored members are compact JSON arrays [send_time, sender, text]."""
-    sender = chat.split(":")[1]
-    sent = await store.send(chat, sender, "t")
-    raw = await store.redis.zrange(chat_key(chat), 0, -1)
-    assert raw == [orjson.dumps([sent.send_time, sender, "t"])]
+async def test_entries_hold_the_senders_place_and_the_text(store: MessageStore, chat: str) -> None:
+    """Each entry is <send_time>-<number> -> {sender's place: text as JSON}, as sent."""
+    first, second = chat.split(":")
+    texts = ["t", 'a "quoted" / \\ é\n']
+    sent = [await store.send(chat, second, texts[0]), await store.send(chat, first, texts[1])]
+    raw = await store.redis.xrange(chat_key(chat))
+    assert raw == [
+        (f"{sent[0].send_time}-1".encode(), {b"1": orjson.dumps(texts[0])}),
+        (f"{sent[1].send_time}-2".encode(), {b"0": orjson.dumps(texts[1])}),
+    ]
+
+
+async def test_a_sender_outside_the_chat_is_refused(store: MessageStore, chat: str) -> None:
+    """The store refuses, before queueing anything, a sender who is not a member."""
+    with pytest.raises(ValueError, match="members"):
+        store.send(chat, "mallory", "x")
+    assert await store.redis.exists(chat_key(chat)) == 0
+
+
+async def test_page_is_wire_json(store: MessageStore, chat: str) -> None:
+    """A page comes as the wire's JSON: its count, its last send_time, embeddable as is."""
+    sender = '"odd\\ / \u00e9 😀'
+    chat = f"{sender}:{chat.split(':')[1]}"
+    texts = ["", "\x00\x1f\x7f", "</script>", "x" * 70_000, "é😀\u2028"]
+    sent = [await store.send(chat, sender, t) for t in texts]
+    page = await store.pull(chat, 0, 4, False)
+    expected = [
+        {"chat": chat, "text": t, "sender": sender, "send_time": r.send_time}
+        for t, r in zip(texts, sent, strict=True)
+    ]
+    assert page.messages == expected[:4]
+    assert (page.count, page.last_send_time) == (4, sent[3].send_time)
+    assert (page.has_more, page.next_cursor) == (True, sent[4].send_time)
+    assert orjson.loads(orjson.dumps({"messages": page.wire})) == {"messages": expected[:4]}
+    empty = await store.pull(chat, sent[4].send_time + 1, 4, False)
+    assert (empty.messages_json, empty.count, empty.last_send_time) == (b"[]", 0, 0)
+
+
+DAY_US = 86_400 * 1_000_000
+
+
+async def old_entries(store: MessageStore, chat: str, n: int, days_ago: float) -> list[int]:
+    """Put `n` entries of `days_ago` days back into a chat's stream, straight into Redis."""
+    now = (await store.redis.time())[0] * 1_000_000
+    first = now - int(days_ago * DAY_US)
+    times = [first + k for k in range(n)]
+    pipe = store.redis.pipeline(transaction=False)
+    for k, t in enumerate(times):
+        pipe.xadd(chat_key(chat), {"0": orjson.dumps(f"old{k}")}, id=f"{t}-{k + 1}")
+    await pipe.execute()
+    return times
+
+
+async def test_retention_hides_and_trims_old_messages(redis_url: str, chat: str) -> None:
+    """With a retention, older messages are never returned and a send trims them by id."""
+    store = MessageStore.from_url(redis_url, retention_days=1)
+    try:
+        old = await old_entries(store, chat, 500, days_ago=3)
+        assert (await store.pull(chat, 0, 10, False)).messages == []
+        assert (await store.pull(chat, old[10], 10, False)).messages == []
+        assert (await store.pull(chat, 0, 10, True)).messages == []
+        assert (await store.pull(chat, old[-1], 10, True)).messages == []
+        sent = await store.send(chat, chat.split(":")[0], "new")
+        assert sent.number == 501, "numbers go on across trimming"
+        # Whole stream nodes of old entries go (XADD MINID ~): at most the one
+        # node that the new entry shares may keep some.
+        assert await store.redis.xlen(chat_key(chat)) <= 101
+        for reverse in (False, True):
+            page = await store.pull(chat, 0, 10, reverse)
+            assert [m["text"] for m in page.messages] == ["new"]
+            assert (page.has_more, page.next_cursor) == (False, 0)
+    finally:
+        await store.close()
+
+
+async def test_recent_messages_are_kept_and_paged(redis_url: str, chat: str) -> None:
+    """Within the retention everything stays, and paging stops where it begins."""
+    store = MessageStore.from_url(redis_url, retention_days=2)
+    try:
+        await old_entries(store, chat, 5, days_ago=3)
+        recent = await old_entries(store, chat, 5, days_ago=1)
+        sender = chat.split(":")[0]
+        times = recent + [(await store.send(chat, sender, str(i))).send_time for i in range(5)]
+        assert [t for t, _ in await walk(store, chat, 3, False)] == times
+        assert [t for t, _ in await walk(store, chat, 3, True)] == times[::-1]
+    finally:
+        await store.close()
+
+
+async def test_no_retention_keeps_everything(store: MessageStore, chat: str) -> None:
+    """RETENTION_DAYS=0 (the default) trims nothing, however old."""
+    old = await old_entries(store, chat, 300, days_ago=3650)
+    await store.send(chat, chat.split(":")[0], "new")
+    assert await store.redis.xlen(chat_key(chat)) == 301
+    assert [t for t, _ in await walk(store, chat, 100, False)][:300] == old
 
 
 async def test_pipelined_calls_survive_script_flush(store: MessageStore, chat: str) -> None:

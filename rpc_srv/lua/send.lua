@@ -1,37 +1,57 @@
--- Store one message and give it the chat's next send_time, in one atomic step.
+-- Append one message to its chat's stream with the chat's next send_time, atomically.
 --
--- KEYS[1]  the chat's sorted set (score = send_time in microseconds)
+-- KEYS[1]  the chat's stream: entry id <send_time>-<number>, one field:
+--          the sender's place in the chat ('0' or '1') -> the text as a JSON string
 -- KEYS[2]  optional: the idempotency key of this send
--- ARGV[1]  the member without its send_time: the JSON tail `"sender","text"]`
--- ARGV[2]  seconds an idempotency key is remembered
+-- ARGV[1]  the sender's place    ARGV[2]  the text as a JSON string
+-- ARGV[3]  seconds an idempotency key is remembered
+-- ARGV[4]  retention in microseconds (0: keep everything)
 --
--- Returns {send_time, duplicate}: duplicate is 1 when KEYS[2] already named an
--- earlier send, whose send_time is returned and nothing is stored.
+-- Returns {send_time, duplicate, number}. duplicate is 1 when KEYS[2] already
+-- named an earlier send: its send_time and number are returned, nothing is stored.
 --
--- send_time = max(the store's clock, the chat's highest send_time + 1), so it is
--- unique and strictly increasing per chat whichever replica sent the message.
--- Numbers are formatted with %d: Lua's default formatting keeps 14 digits only.
+-- send_time = max(the store's clock, the newest send_time + 1) and number = the
+-- newest number + 1 (1 for a chat's first message), so both are unique and strictly
+-- increasing per chat whichever replica sent it. Trimming (XADD MINID) never drops
+-- the entry it adds, so the newest entry is always there to read. Numbers are
+-- formatted with %d: Lua's default formatting keeps 14 digits only.
 
 if KEYS[2] then
   local earlier = redis.call('GET', KEYS[2])
   if earlier then
-    return {tonumber(earlier), 1}
+    local entry = redis.call('XRANGE', KEYS[1], earlier, earlier, 'COUNT', 1)[1]
+    return {tonumber(earlier), 1, entry and tonumber(string.match(entry[1], '%d+$')) or 0}
   end
 end
 
 local clock = redis.call('TIME')
 local send_time = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if newest[2] then
-  local highest = tonumber(newest[2])
-  if send_time <= highest then
-    send_time = highest + 1
+local number = 1
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local last_id = newest and newest[1]
+if not last_id and redis.call('EXISTS', KEYS[1]) == 1 then
+  -- Emptied by hand (XTRIM, XDEL): the stream still knows its last id.
+  local info = redis.call('XINFO', 'STREAM', KEYS[1])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last_id = info[i + 1] end
   end
+end
+if last_id then
+  local newest_time, newest_number = string.match(last_id, '^(%d+)%-(%d+)$')
+  send_time = math.max(send_time, tonumber(newest_time) + 1)
+  number = tonumber(newest_number) + 1
 end
 
 local t = string.format('%d', send_time)
-redis.call('ZADD', KEYS[1], t, '[' .. t .. ',' .. ARGV[1])
-if KEYS[2] then
-  redis.call('SET', KEYS[2], t, 'EX', ARGV[2])
+local id = t .. '-' .. string.format('%d', number)
+local retention = tonumber(ARGV[4])
+if retention > 0 then
+  local oldest = string.format('%d', send_time - retention)
+  redis.call('XADD', KEYS[1], 'MINID', '~', oldest, id, ARGV[1], ARGV[2])
+else
+  redis.call('XADD', KEYS[1], id, ARGV[1], ARGV[2])
 end
-return {send_time, 0}
+if KEYS[2] then
+  redis.call('SET', KEYS[2], t, 'EX', ARGV[3])
+end
+return {send_time, 0, number}
