@@ -8,9 +8,9 @@ from sanic import Sanic
 
 from http_srv import routes
 from http_srv.context import App, AppContext
+from http_srv.deadline_protocol import LimitedHttp
 from http_srv.errors import JsonErrorHandler
 from http_srv.logs import log_config
-from http_srv.protocol import LimitedHttp
 from http_srv.request_id import IdRequest
 from http_srv.rpc_client import RpcClient
 from http_srv.settings import Settings
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> App:
         REQUEST_MAX_SIZE=settings.request_max_bytes,
         REQUEST_MAX_HEADER_SIZE=settings.request_max_header_bytes,
         REQUEST_TIMEOUT=settings.request_timeout,
-        # Counted from a request's first byte (see protocol.py): reading it,
+        # Counted from a request's first byte (see deadline_protocol.py): reading it,
         # then at most one RPC call, then a little slack.
         RESPONSE_TIMEOUT=settings.request_timeout + settings.rpc_timeout + 1,
         KEEP_ALIVE_TIMEOUT=settings.keepalive_timeout,

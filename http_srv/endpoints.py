@@ -62,16 +62,8 @@ class Endpoints:
         self._endpoints: list[Endpoint] = [Endpoint(u) for u in self.urls]
         self._next = 0
 
-    @classmethod
-    def from_setting(cls, value: str, down_for: float = 2.0) -> Endpoints:
-        return cls(value.split(","), down_for)
-
     def __len__(self) -> int:
         return len(self._endpoints)
-
-    @property
-    def current(self) -> list[str]:
-        return [e.url for e in self._endpoints]
 
     async def refresh(self) -> None:
         """Resolve the configured names again; keep the old list if resolving fails."""

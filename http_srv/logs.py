@@ -2,7 +2,7 @@
 
 Sanic's own loggers keep their usual destinations (errors to stderr, the
 rest to stdout). Text keeps Sanic's production look; each line made for a
-request ends with its id (rpc_srv.logconfig).
+request ends with its id (contract.logconfig).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from sanic.logging.formatter import ProdAccessFormatter, ProdFormatter
 
-from rpc_srv.logconfig import TextFormatter, base_config, formatter, handler
+from contract.logconfig import TextFormatter, base_config, formatter, handler
 
 SANIC_LOGGERS = ("sanic.root", "sanic.server", "sanic.websockets")
 

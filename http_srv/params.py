@@ -17,8 +17,7 @@ import orjson
 from sanic.headers import parse_content_header
 from sanic.request.form import parse_multipart_form
 
-from http_srv.errors import ApiError, bad_field
-from rpc_srv.chat import (
+from contract.chat import (
     ChatError,
     canonical_chat,
     check_client_msg_id,
@@ -26,9 +25,9 @@ from rpc_srv.chat import (
     split_chat,
     utf8_longer_than,
 )
-from rpc_srv.protocol import CLIENT_MSG_ID_MAX_CHARS, CURSOR_MAX, PULL_LIMIT_MAX
+from contract.wire import CLIENT_MSG_ID_MAX_CHARS, CURSOR_MAX, PULL_LIMIT_DEFAULT, PULL_LIMIT_MAX
+from http_srv.errors import ApiError, bad_field
 
-PULL_LIMIT_DEFAULT = 10
 MAX_FIELDS = 100  # a query or form with more fields than this is refused
 _TRUE = frozenset(("true", "1"))
 _FALSE = frozenset(("false", "0"))

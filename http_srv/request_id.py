@@ -3,8 +3,8 @@
 It is decided when Sanic makes the request object (so the 404s, 414s and
 431s that no route answers have one too), becomes ``request.id``, is the
 current id for the log lines made while the request is handled
-(rpc_srv.request_ids), goes with its RPC calls (rpc_client.py), and is
-returned in the ``X-Request-Id`` header of every answer (protocol.py). A
+(contract.request_ids), goes with its RPC calls (rpc_client.py), and is
+returned in the ``X-Request-Id`` header of every answer (deadline_protocol.py). A
 head over its limits (414, 431) is not read, so its answer gets a new id.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from sanic import Request
 
-from rpc_srv.request_ids import HEADER, REQUEST_ID, accept_or_new
+from contract.request_ids import HEADER, REQUEST_ID, accept_or_new
 
 
 class IdRequest(Request):

@@ -11,12 +11,12 @@ from sanic import HTTPResponse, Request
 from sanic.http import Http
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
+from contract import prom
 from http_srv import metrics
 from http_srv.context import App, ctx
 from http_srv.errors import ApiError
 from http_srv.metrics import Handler
 from http_srv.params import merge_fields, parse_body, parse_urlencoded, pull_params, send_params
-from rpc_srv import prom
 
 _PONG = orjson.dumps({"message": "pong"})
 

@@ -12,7 +12,7 @@ reach any replica answers 503, one that times out 504. A batch made only of
 calls that may run twice (pulls, sends with an idempotency key) is retried
 once when a pooled connection turns out to be dead mid-request.
 
-Each call carries the id of the public request it serves (rpc_srv.request_ids):
+Each call carries the id of the public request it serves (contract.request_ids):
 a lone call in the ``X-Request-Id`` header, a batched one in its own
 ``request_id`` field. A call that fails is logged with that id.
 """
@@ -27,11 +27,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from contract.request_ids import BATCH_FIELD, HEADER, REQUEST_ID
+from contract.wire import BATCH_PATH, DRAINING_HEADER, PULL_PATH, SEND_PATH, Code
 from http_srv import metrics
 from http_srv.endpoints import Endpoint, Endpoints, Resolver, resolve_host
 from http_srv.errors import ApiError
-from rpc_srv.protocol import BATCH_PATH, DRAINING_HEADER, PULL_PATH, SEND_PATH, Code
-from rpc_srv.request_ids import BATCH_FIELD, HEADER, REQUEST_ID
 
 log = logging.getLogger(__name__)
 

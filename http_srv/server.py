@@ -13,10 +13,10 @@ from functools import partial
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
+from contract.envvars import or_exit
+from contract.prom import prepare_multiprocess_dir
 from http_srv.settings import Settings
 from http_srv.stopping import catch_early_stop, hold_stop_during_startup
-from rpc_srv.envvars import or_exit
-from rpc_srv.prom import prepare_multiprocess_dir
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
         # Before prometheus_client is imported: workers share one metrics directory.
         prepare_multiprocess_dir()
     from http_srv.app import create_app
-    from http_srv.protocol import DeadlineProtocol
+    from http_srv.deadline_protocol import DeadlineProtocol
 
     loader = AppLoader(factory=partial(create_app, settings))
     app = loader.load()

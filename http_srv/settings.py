@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rpc_srv.envvars import check_choice, from_env, setting
-from rpc_srv.logconfig import LOG_FORMATS
-from rpc_srv.settings import TEXT_MAX_BYTES_DEFAULT
+from contract.envvars import check_choice, from_env, setting
+from contract.logconfig import LOG_FORMATS
+from contract.wire import TEXT_MAX_BYTES_DEFAULT
 
 
 @dataclass(frozen=True)

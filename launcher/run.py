@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from contract.envvars import env_int, or_exit
+from contract.logconfig import base_config, formatter, handler
 from http_srv.settings import Settings as HttpSettings
 from launcher.procs import Child, StartError, http_child, redis_child, rpc_child
-from rpc_srv.envvars import env_int, or_exit
-from rpc_srv.logconfig import base_config, formatter, handler
 from rpc_srv.settings import Settings as RpcSettings
 
 log = logging.getLogger("pullchat")

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from contract.wire import BATCH_PATH, HEALTH_PATH, METRICS_PATH, PULL_PATH, SEND_PATH
 from rpc_srv import handlers
-from rpc_srv.protocol import BATCH_PATH, HEALTH_PATH, METRICS_PATH, PULL_PATH, SEND_PATH
-from rpc_srv.request_ids import request_id_middleware
+from rpc_srv.middlewares import request_id_middleware
 from rpc_srv.settings import Settings
 from rpc_srv.store import MessageStore
 

@@ -22,9 +22,10 @@ from aiohttp import web
 from aiohttp.worker import GunicornUVLoopWebWorker
 from gunicorn.app.base import BaseApplication
 
-from rpc_srv import handlers, prom
+from contract import prom
+from contract.logconfig import TextFormatter, base_config, formatter, handler
+from rpc_srv import handlers
 from rpc_srv.app import create_app
-from rpc_srv.logconfig import TextFormatter, base_config, formatter, handler
 from rpc_srv.settings import Settings
 
 

@@ -13,20 +13,21 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from rpc_srv import metrics, prom
-from rpc_srv.chat import ChatError, canonicalize, check_client_msg_id, utf8_longer_than
-from rpc_srv.protocol import (
+from contract import prom
+from contract.chat import ChatError, canonicalize, check_client_msg_id, utf8_longer_than
+from contract.request_ids import awaited_as, batch_call_id, using
+from contract.wire import (
     BATCH_MAX,
     CLIENT_MSG_ID_MAX_CHARS,
     CURSOR_MAX,
     DRAINING_HEADER,
+    PULL_LIMIT_DEFAULT,
     PULL_LIMIT_MAX,
     Code,
 )
-from rpc_srv.request_ids import awaited_as, batch_call_id, using
+from rpc_srv import metrics
 from rpc_srv.store import MessageStore, Page, SendResult, StoreUnavailable
 
-PULL_LIMIT_DEFAULT = 10
 Reply = dict[str, Any]
 Pending = Coroutine[Any, Any, Reply]  # a queued call; awaiting it gives the reply
 

@@ -28,7 +28,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
-from rpc_srv.envvars import or_exit
+from contract.envvars import or_exit
 from rpc_srv.store import (
     CHAT_PATTERN,
     LAYOUT,

@@ -30,7 +30,8 @@ from redis.commands.core import AsyncScript
 
 from rpc_srv import metrics
 
-_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+# Errors after which Redis may be fine again soon (the store answers "unavailable").
+TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 
 
 @dataclass(slots=True)
@@ -119,7 +120,7 @@ class Pipeliner:
             elif isinstance(reply, redis_errors.ClusterError) and not retried:
                 # Redirections ran out while a slot was moving: it never ran.
                 moving.append(c)
-            elif isinstance(reply, _TRANSIENT) and c.retry_safe and not retried:
+            elif isinstance(reply, TRANSIENT) and c.retry_safe and not retried:
                 # A broken connection may be a stale one from before a Redis
                 # restart: what may run twice gets one more try on a fresh one.
                 again.append(c)
@@ -185,7 +186,7 @@ class Pipeliner:
             failure: redis_errors.RedisError = redis_errors.TimeoutError(
                 "Redis did not answer in time"
             )
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             failure = exc
         finally:
             await pool.release(conn)

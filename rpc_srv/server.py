@@ -6,8 +6,8 @@ import asyncio
 import gc
 import sys
 
-from rpc_srv.envvars import or_exit
-from rpc_srv.prom import prepare_multiprocess_dir
+from contract.envvars import or_exit
+from contract.prom import prepare_multiprocess_dir
 from rpc_srv.settings import Settings  # imports no prometheus_client
 
 PROGRAM = "pullchat-rpc"

@@ -35,10 +35,8 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rpc_srv.pipeliner import Pipeliner
+from rpc_srv.pipeliner import TRANSIENT, Pipeliner
 
-# Errors after which Redis may be fine again soon: the caller gets "unavailable".
-_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 _UNAVAILABLE_REPLIES = (
     "OOM",
     "MISCONF",
@@ -175,7 +173,7 @@ def lua(name: str) -> str:
 
 
 def _translate(exc: redis_errors.RedisError) -> Exception:
-    if isinstance(exc, (*_TRANSIENT, redis_errors.ClusterError)):
+    if isinstance(exc, (*TRANSIENT, redis_errors.ClusterError)):
         return StoreUnavailable(type(exc).__name__)
     if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
         return StoreUnavailable(str(exc).split(" ", 1)[0])

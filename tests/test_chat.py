@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rpc_srv.chat import (
+from contract.chat import (
     ChatError,
     canonical_chat,
     canonicalize,

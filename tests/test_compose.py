@@ -37,6 +37,7 @@ from launcher.procs import Child, free_port, http_ok, redis_ping, redis_server_b
 from rpc_srv.settings import Settings as RpcSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("contract", "http_srv", "rpc_srv", "launcher")  # what the image installs
 BIN = Path(sys.executable).parent  # where pip put this interpreter's console scripts
 APP_SERVICES = ("rpc-server", "http-server", "rpc-server-cluster", "http-server-cluster")
 DEFAULT_SERVICES = ("redis", "rpc-server", "http-server")
@@ -416,7 +417,7 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
     """The packages and their metadata go in; repository, caches, data, tests and bench stay out."""
     context = build_context()
     assert {"setup.cfg", "pyproject.toml", "README.md"} <= context
-    for package in ("http_srv", "rpc_srv", "launcher"):
+    for package in PACKAGES:
         wanted = {
             p.relative_to(ROOT).as_posix()
             for p in (ROOT / package).rglob("*")
@@ -424,7 +425,7 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs() -> None:
         }
         assert wanted and wanted <= context, sorted(wanted - context)
     tops = {p.split("/")[0] for p in context}
-    assert tops == {"setup.cfg", "pyproject.toml", "README.md", "http_srv", "rpc_srv", "launcher"}
+    assert tops == {"setup.cfg", "pyproject.toml", "README.md", *PACKAGES}
     for path in (
         ".git/HEAD",
         ".venv/bin/python",
@@ -462,6 +463,7 @@ def test_image_install_step_builds_from_the_context_alone(tmp_path: Path) -> Non
     for lua in (ROOT / "rpc_srv" / "lua").glob("*.lua"):
         assert f"rpc_srv/lua/{lua.name}" in built
     assert {"http_srv/openapi.json", "http_srv/server.py", "rpc_srv/server.py"} <= built
+    assert {"contract/wire.py", "contract/chat.py"} <= built
     (entry_points,) = src.glob("*.egg-info/entry_points.txt")
     text = entry_points.read_text("utf-8")
     for command in ("pullchat-http", "pullchat-rpc"):

@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rpc_srv.logconfig import JsonFormatter, TextFormatter
-from rpc_srv.request_ids import HEADER, RequestIdFilter, using
+from contract.logconfig import JsonFormatter, TextFormatter
+from contract.request_ids import HEADER, RequestIdFilter, using
 from tests.conftest import http_call
 from tests.test_stop import ERROR_LINE, run_env, start_run
 

@@ -19,12 +19,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 from sanic import Sanic
 
+from contract.chat import ChatError, check_member, split_chat
 from http_srv.app import create_app
 from http_srv.errors import ApiError
 from http_srv.params import pull_params, send_params
 from http_srv.routes import DOCS_ASSETS_ROUTE
 from http_srv.settings import Settings
-from rpc_srv.chat import ChatError, check_member, split_chat
 from tests.conftest import Stack, http_call
 
 DOC_BYTES = files("http_srv").joinpath("openapi.json").read_bytes()

@@ -15,16 +15,16 @@ import orjson
 import pytest
 from aiohttp import web
 
-from launcher.procs import free_port
-from rpc_srv.request_ids import (
+from contract.request_ids import (
     BATCH_FIELD,
     HEADER,
     MAX_CHARS,
     RequestIdFilter,
     awaited_as,
     batch_call_id,
-    request_id_middleware,
 )
+from launcher.procs import free_port
+from rpc_srv.middlewares import request_id_middleware
 from tests.conftest import Stack, start_stack, stop_stack
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
@@ -205,7 +205,7 @@ def test_a_failed_rpc_call_is_logged_with_its_id(redis_url: str, tmp_path: Path)
     assert any("RPC pull failed" in line and "WARNING" in line for line in lines), lines
 
 
-# --- the RPC service's half (rpc_srv/request_ids.py), on a real aiohttp server ---
+# --- the RPC service's half (rpc_srv/middlewares.py), on a real aiohttp server ---
 
 
 class Records(logging.Handler):

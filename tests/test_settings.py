@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from contract.envvars import SettingError
 from http_srv.settings import Settings as HttpSettings
 from launcher.procs import free_port
-from rpc_srv.envvars import SettingError
 from rpc_srv.settings import Settings as RpcSettings
 
 

@@ -23,8 +23,8 @@ from sanic.http import Http
 from sanic.http.constants import Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
 
+from contract.request_ids import HEADER
 from http_srv.request_id import request_id
-from rpc_srv.request_ids import HEADER
 
 
 class HeadersTooLarge(HTTPException):

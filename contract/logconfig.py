@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 LOG_FORMATS = ("text", "json")
-FILTER = "rpc_srv.request_ids.RequestIdFilter"
+FILTER = "contract.request_ids.RequestIdFilter"
 # Fields that the front end's access log lines carry (see Sanic's Http.log_response).
 ACCESS_FIELDS = ("status", "byte", "host", "request", "duration")
 

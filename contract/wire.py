@@ -15,7 +15,7 @@ Requests and replies are JSON objects with snake_case field names:
 Every reply carries ``code`` (0 is success) and ``msg``. The HTTP status is
 200 whenever a ``code`` is given; the code tells what happened.
 
-A request may carry ``X-Request-Id`` (see rpc_srv/request_ids.py); the reply
+A request may carry ``X-Request-Id`` (see contract/request_ids.py); the reply
 echoes it, or a new one when none or an unsafe one was given. Each call of a
 batch may carry its own ``"request_id"`` beside ``method`` and ``request``, so
 that log lines name the public request each call serves.
@@ -34,7 +34,9 @@ BATCH_MAX = 512
 # Set on every reply of a worker that is shutting down: clients should move on.
 DRAINING_HEADER = "X-Pullchat-Draining"
 
+PULL_LIMIT_DEFAULT = 10
 PULL_LIMIT_MAX = 1000
+TEXT_MAX_BYTES_DEFAULT = 64 * 1024  # TEXT_MAX_BYTES, read by both tiers
 CURSOR_MAX = 2**63 - 1
 CLIENT_MSG_ID_MAX_CHARS = 128
 

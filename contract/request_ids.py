@@ -17,11 +17,9 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
-
-from aiohttp import web
 
 HEADER = "X-Request-Id"
 BATCH_FIELD = "request_id"
@@ -79,20 +77,3 @@ class RequestIdFilter(logging.Filter):
         if getattr(record, "request_id", None) is None:
             record.request_id = REQUEST_ID.get()
         return True
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The RPC service's half: the caller's id (or a new one) for the request's log lines.
-
-    The reply carries the id back in ``X-Request-Id``. A batch's calls each
-    carry their own (see ``batch_call_id`` and ``awaited_as``).
-    """
-    request_id = accept_or_new(request.headers.get(HEADER))
-    with using(request_id):
-        response = await handler(request)
-    response.headers[HEADER] = request_id
-    return response
