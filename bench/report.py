@@ -284,7 +284,10 @@ def summary(
         lines += [title, "", *_http_table(groups["pong"], "run")]
     redis_runs = [r for r in results if r.group == "redis"]
     if redis_runs:
-        title = "### redis-benchmark, the store's own scripts by EVALSHA (-c 50 -P 1, 1000 chats)"
+        title = (
+            "### redis-benchmark, the store's own calls: send.lua by EVALSHA, the pull's XRANGE"
+            " (-c 50 -P 1, 1000 chats)"
+        )
         if any(r.name.endswith("(sorted set)") for r in redis_runs):
             title += "; (sorted set): the earlier layout's, on its stack's Redis"
         lines += [title, "", *_redis_table(redis_runs)]

@@ -195,8 +195,12 @@ class MessageStore:
         # Messages older than this are trimmed (on the chat's next send) and never
         # returned; 0 keeps everything.
         self.retention_us = retention_days * US_PER_DAY
-        self._send = redis.register_script(lua("send.lua"))
+        self._register_scripts(redis)
         self._pipeliner = Pipeliner(redis, max_in_flight=pool_size)
+
+    def _register_scripts(self, redis: Redis | RedisCluster) -> None:
+        """The store's scripts (another layout's store registers its own)."""
+        self._send = redis.register_script(lua("send.lua"))
 
     @classmethod
     def from_url(

@@ -46,14 +46,7 @@ class SortedSetPage:
 class SortedSetStore(MessageStore):
     """Send and pull on the sorted-set layout, exactly as the version before streams did."""
 
-    def __init__(
-        self,
-        redis: Redis | RedisCluster,
-        idempotency_ttl: int = 86400,
-        pool_size: int = 64,
-        retention_days: int = 0,
-    ) -> None:
-        super().__init__(redis, idempotency_ttl, pool_size, retention_days)
+    def _register_scripts(self, redis: Redis | RedisCluster) -> None:
         self._send = redis.register_script(script("send.lua"))
         self._pull = redis.register_script(script("pull.lua"))
 
