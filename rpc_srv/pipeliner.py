@@ -190,6 +190,11 @@ class Pipeliner:
             failure = exc
         finally:
             await pool.release(conn)
+        if isinstance(failure, redis_errors.ConnectionError):
+            # The server went away (a restart, a failover): the idle pooled
+            # connections were made to it too, so close them now rather than
+            # fail a call on each of them later, whenever it is next used.
+            await pool.disconnect(inuse_connections=False)
         if not replies:
             raise failure
         # Broken part way (the connection is closed): the replies already read
