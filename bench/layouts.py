@@ -15,27 +15,21 @@ total got cheaper; redis-benchmark of both is run too, for Redis's share alone.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from bench import stack
-from bench.stack import REPO, Stack
-from launcher.procs import Child, http_ok
+from bench.stack import Target, with_checkout_importable
+from launcher.procs import Child, rpc_child
 
 
-def sorted_set_rpc_child(env: Mapping[str, str], log: Path) -> Child:
+def sorted_set_rpc_child(env: Mapping[str, str], log: Path | None) -> Child:
     """The RPC service on the sorted-set store: ``python -m bench.legacy.rpc``."""
-    # bench is not an installed package: let the RPC service import it from this checkout.
-    rpc_env = {
-        **env,
-        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
-    }
-    probe = http_ok(f"http://127.0.0.1:{env['RPC_PORT']}/health", also=(503,))
-    return Child("rpc-sorted-set", [sys.executable, "-m", "bench.legacy.rpc"], probe, rpc_env, log)
+    argv = [sys.executable, "-m", "bench.legacy.rpc"]
+    return rpc_child(with_checkout_importable(env), log, name="rpc-sorted-set", argv=argv)
 
 
-def start_sorted_set(logs: Path, http_workers: int | None, rpc_workers: int | None) -> Stack:
+def start_sorted_set(logs: Path, http_workers: int | None, rpc_workers: int | None) -> Target:
     """Redis, the sorted-set RPC service and a front end as children, each ready on return."""
     return stack.start(logs, http_workers, rpc_workers, rpc=sorted_set_rpc_child, name="sorted-set")

@@ -69,12 +69,10 @@ class Session:
         self.out_dir = out_dir
         self.logs = out_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.stack: stack.Stack | None = None
+        self.stack: stack.Target | None = None
         self.pong: Child | None = None
-        self.pong_url: str | None = None
         self.unbatched: Child | None = None
-        self.unbatched_url: str | None = None
-        self.sorted_set: stack.Stack | None = None  # the earlier layout's stack, to compare
+        self.sorted_set: stack.Target | None = None  # the earlier layout's stack, to compare
         self.results: list[RunResult] = []
         self.memory: list[dataset.MemoryFigure] = []
         self.scale: dict[int, dataset.LoadedChat] = {}
@@ -215,7 +213,7 @@ class Session:
             }
 
     def start_pong(self) -> None:
-        self.pong, self.pong_url = stack.start_pong(self.logs, os.cpu_count() or 1)
+        self.pong = stack.start_pong(self.logs, os.cpu_count() or 1)
 
     def stop_pong(self) -> None:
         if self.pong is not None:
@@ -224,8 +222,8 @@ class Session:
 
     def start_unbatched(self) -> None:
         """A second front end on the same RPC service, with RPC_BATCH=false."""
-        self.unbatched, self.unbatched_url = stack.start_unbatched(self._stack(), self.logs)
-        self._warm_up("unbatched front end", self.unbatched_url, "mixed")
+        self.unbatched = stack.start_unbatched(self._stack())
+        self._warm_up("unbatched front end", self.unbatched.url, "mixed")
 
     def stop_unbatched(self) -> None:
         if self.unbatched is not None:
@@ -236,7 +234,7 @@ class Session:
         o = self.options
         self.sorted_set = layouts.start_sorted_set(self.logs, o.http_workers, o.rpc_workers)
 
-    def _sorted_set(self) -> stack.Stack:
+    def _sorted_set(self) -> stack.Target:
         if self.sorted_set is None:
             raise RuntimeError("the sorted-set stack is not up")
         return self.sorted_set
@@ -253,7 +251,7 @@ class Session:
         if self.stack is not None:
             self.stack.stop()
 
-    def _stack(self) -> stack.Stack:
+    def _stack(self) -> stack.Target:
         if self.stack is None:
             raise RuntimeError("the stack is not up")
         return self.stack
@@ -384,8 +382,8 @@ class Session:
         self._warm_up("stack", self._stack().url, "mixed")
 
     def warm_up_pong(self) -> None:
-        assert self.pong_url is not None
-        self._warm_up("pong", f"{self.pong_url}/ping", "fixed")
+        assert self.pong is not None
+        self._warm_up("pong", f"{self.pong.url}/ping", "fixed")
 
     def _warm_up(self, what: str, url: str, lua: str) -> None:
         """A short unmeasured wrk run; its errors are noted, not fatal."""
@@ -405,8 +403,8 @@ class Session:
         if batched:
             url, roles = s.url, s.roles
         else:
-            assert self.unbatched is not None and self.unbatched_url is not None
-            url, roles = self.unbatched_url, {**s.roles, "http": [self.unbatched.pid]}
+            assert self.unbatched is not None
+            url, roles = self.unbatched.url, {**s.roles, "http": [self.unbatched.pid]}
         label = f"{name} {'batched' if batched else 'unbatched'}"
         extra = {"rpc_batch": batched}
         self._wrk(label, "batching", url, name, BATCHING_CONNECTIONS, roles, extra)
@@ -419,9 +417,9 @@ class Session:
         self._wrk(label, "layouts", target.url, name, LAYOUT_CONNECTIONS, target.roles, extra)
 
     def run_pong(self, connections: int) -> None:
-        assert self.pong is not None and self.pong_url is not None
+        assert self.pong is not None
         roles = {"pong": [self.pong.pid]}
-        self._wrk("pong", "pong", f"{self.pong_url}/ping", "fixed", connections, roles)
+        self._wrk("pong", "pong", f"{self.pong.url}/ping", "fixed", connections, roles)
 
     def run_scale(self, count: int, variant: str) -> None:
         s = self._stack()
@@ -470,7 +468,7 @@ class Session:
     def run_redis(self) -> None:
         """Today's scripts on the stack's Redis; the earlier ones on theirs, each after its peer."""
         o = self.options
-        runs: list[tuple[stack.Stack, Test]] = []
+        runs: list[tuple[stack.Target, Test]] = []
         for target, layout in ((self.stack, dataset.STREAM), (self.sorted_set, dataset.SORTED_SET)):
             if target is None:
                 continue

@@ -8,12 +8,20 @@ Requests and replies are JSON objects with snake_case field names:
   -> ``{"code", "msg", "messages", "has_more", "next_cursor"}``
 - ``POST /rpc/batch`` ``{"calls": [{"method": "send" | "pull", "request": {...}}]}``
   -> ``{"code", "msg", "replies": [...]}``: one reply per call, in order, each
-  with its own code (the front end coalesces concurrent calls into these)
+  with its own code (the front end coalesces concurrent calls into these).
+  Asked with ``Accept: application/x-ndjson``, a successful batch answers
+  with the replies alone, one JSON object per line, in order (no JSON the
+  service writes holds a raw newline), so a caller can pass each reply on
+  without decoding it
 - ``GET /health`` -> ``{"code", "msg"}`` (code 0 when Redis answers)
 - ``GET /metrics``: Prometheus text format
 
-Every reply carries ``code`` (0 is success) and ``msg``. The HTTP status is
-200 whenever a ``code`` is given; the code tells what happened.
+Every reply carries ``code`` (0 is success) and ``msg``, and its JSON begins
+with ``code``: a successful reply begins with OK_REPLY_PREFIX, byte for byte.
+A successful Pull reply has exactly the fields of the public pull answer, so
+the front end answers with its bytes as they are. The HTTP status is 200
+whenever a ``code`` is given; the code tells what happened. The ``msg`` of an
+INVALID_ARGUMENT reply names the field at fault first (``"limit: must be ..."``).
 
 A request may carry ``X-Request-Id`` (see contract/request_ids.py); the reply
 echoes it, or a new one when none or an unsafe one was given. Each call of a
@@ -31,6 +39,8 @@ BATCH_PATH = "/rpc/batch"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 BATCH_MAX = 512
+NDJSON = "application/x-ndjson"  # a batch's replies, one per line (see above)
+OK_REPLY_PREFIX = b'{"code":0,'
 # Set on every reply of a worker that is shutting down: clients should move on.
 DRAINING_HEADER = "X-Pullchat-Draining"
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from sanic import Sanic
 
 from http_srv import routes
 from http_srv.context import App, AppContext
-from http_srv.deadline_protocol import LimitedHttp
+from http_srv.deadline_protocol import LINE_MAX_CONFIG
 from http_srv.errors import JsonErrorHandler
 from http_srv.logs import log_config
 from http_srv.request_id import IdRequest
@@ -16,7 +14,6 @@ from http_srv.rpc_client import RpcClient
 from http_srv.settings import Settings
 
 APP_NAME = "pullchat"
-OPENAPI_DOCUMENT = files("http_srv").joinpath("openapi.json").read_bytes()
 
 
 def create_app(settings: Settings | None = None) -> App:
@@ -41,8 +38,8 @@ def create_app(settings: Settings | None = None) -> App:
         ACCESS_LOG=settings.access_log,
         MOTD=False,
     )
-    LimitedHttp.line_max_bytes = settings.request_max_line_bytes
-    routes.register(app, OPENAPI_DOCUMENT)
+    app.config[LINE_MAX_CONFIG] = settings.request_max_line_bytes
+    routes.register(app)
 
     @app.before_server_start
     async def open_rpc(app: App) -> None:

@@ -5,7 +5,7 @@ Sanic measures its request and response timeouts from the last byte received,
 so a client trickling a byte at a time would never time out. Here bytes that
 belong to a request already under way do not restart the clock: its headers
 must arrive within ``REQUEST_TIMEOUT`` of its first byte, and the routes read
-the body under the same bound (routes.read_body).
+the body under the same bound (handlers.read_body).
 
 Sanic answers any head over ``REQUEST_MAX_HEADER_BYTES`` with 413. RFC 9110
 has its own statuses for these: a request line over ``REQUEST_MAX_LINE_BYTES``
@@ -26,6 +26,9 @@ from sanic.server.protocols.http_protocol import HttpProtocol
 from contract.request_ids import HEADER
 from http_srv.request_id import request_id
 
+LINE_MAX_CONFIG = "REQUEST_MAX_LINE_SIZE"  # the app config's key of the request-line limit
+LINE_MAX_DEFAULT = 8192
+
 
 class HeadersTooLarge(HTTPException):
     """431: the request's header fields are over their limit."""
@@ -37,7 +40,12 @@ class HeadersTooLarge(HTTPException):
 class LimitedHttp(Http):
     """Checks the request line and the head against their limits before Sanic parses them."""
 
-    line_max_bytes = 8192  # set from REQUEST_MAX_LINE_BYTES by create_app
+    __slots__ = ("line_max_bytes",)  # Sanic's Http has slots
+
+    def __init__(self, protocol: HttpProtocol) -> None:
+        super().__init__(protocol)  # type: ignore[no-untyped-call]
+        # REQUEST_MAX_LINE_BYTES, put in the app's config by create_app
+        self.line_max_bytes: int = protocol.app.config.get(LINE_MAX_CONFIG, LINE_MAX_DEFAULT)
 
     async def http1_request_header(self) -> None:
         buf = self.recv_buffer

@@ -1,152 +1,17 @@
-"""The public endpoints: read and check the parameters, call the RPC service, answer."""
+"""The front end's route table: each public path and its handler."""
 
 from __future__ import annotations
 
-import asyncio
-from importlib.resources import files
-from typing import Any
-
-import orjson
-from sanic import HTTPResponse, Request
-from sanic.http import Http
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from contract import prom
-from http_srv import metrics
-from http_srv.context import App, ctx
-from http_srv.errors import ApiError
+from http_srv import docs, handlers, metrics
+from http_srv.context import App
 from http_srv.metrics import Handler
-from http_srv.params import merge_fields, parse_body, parse_urlencoded, pull_params, send_params
 
-_PONG = orjson.dumps({"message": "pong"})
-
-
-def ok(body: dict[str, Any]) -> HTTPResponse:
-    return HTTPResponse(orjson.dumps(body), content_type="application/json")
-
-
-async def read_body(request: Request) -> bytes:
-    """The whole body, which must arrive within REQUEST_TIMEOUT of the headers.
-
-    The routes stream their bodies so that a client trickling one is cut off
-    (408, connection closed) instead of holding its connection indefinitely.
-    """
-    stream = request.stream
-    if not isinstance(stream, Http):
-        return request.body
-    body_kind: object = stream.request_body  # None, True (Content-Length) or "chunked"
-    if not body_kind:
-        return request.body  # no body at all
-    settings = ctx(request).settings
-    # Sanic lifts the size limit for streamed bodies; put it back.
-    stream.request_max_size = settings.request_max_bytes
-    left = stream.request_bytes_left or 0
-    if body_kind is True and len(stream.recv_buffer) >= left and not stream.expecting_continue:
-        # Already all here (the usual case): reading cannot wait, so no timer.
-        await request.receive_body()  # type: ignore[no-untyped-call]
-        return request.body
-    try:
-        async with asyncio.timeout(settings.request_timeout):
-            await request.receive_body()  # type: ignore[no-untyped-call]
-    except TimeoutError:
-        # Answer, then close instead of reading the rest: no keep-alive and no
-        # body left for Sanic to drain.
-        stream.keep_alive = False
-        stream.request_body = None
-        raise ApiError(408, "request body did not arrive in time") from None
-    return request.body
-
-
-async def request_fields(request: Request) -> dict[str, Any]:
-    """All fields of a request: JSON body over form over query."""
-    body = await read_body(request)
-    try:
-        query = request.query_string
-    except UnicodeDecodeError:
-        raise ApiError(400, "query: not valid UTF-8") from None
-    query_fields = parse_urlencoded(query, "query") if query else {}
-    return merge_fields(query_fields, parse_body(request.headers.get("content-type"), body))
-
-
-async def ping(request: Request) -> HTTPResponse:
-    await read_body(request)  # ignored, but it must arrive in time too
-    return HTTPResponse(_PONG, content_type="application/json")
-
-
-async def send(request: Request) -> HTTPResponse:
-    state = ctx(request)
-    params = send_params(
-        await request_fields(request),
-        state.settings.text_max_bytes,
-        request.headers.get("idempotency-key"),
-    )
-    reply = await state.rpc.send(params.chat, params.sender, params.text, params.client_msg_id)
-    return ok(
-        {
-            "code": 0,
-            "msg": "success",
-            "chat": params.chat,
-            "sender": params.sender,
-            "send_time": reply["send_time"],
-            "duplicate": reply.get("duplicate", False),
-        }
-    )
-
-
-async def pull(request: Request) -> HTTPResponse:
-    params = pull_params(await request_fields(request))
-    reply = await ctx(request).rpc.pull(params.chat, params.cursor, params.limit, params.reverse)
-    return ok(
-        {
-            "code": 0,
-            "msg": "success",
-            "messages": reply["messages"],
-            "has_more": reply["has_more"],
-            "next_cursor": reply["next_cursor"],
-        }
-    )
-
-
-async def metrics_text(request: Request) -> HTTPResponse:
-    """Prometheus samples of every worker of the front end."""
-    await read_body(request)
-    return HTTPResponse(prom.render(), headers={"Content-Type": prom.CONTENT_TYPE})
-
-
-# Swagger UI at /docs: our page and initializer, the bundle's files under /docs/ui/.
-DOCS_DIR = files("http_srv").joinpath("docs")
 DOCS_ASSETS_ROUTE = "swagger_ui_assets"
-# The UI's own scripts and styles only, from this origin; it fetches the document here.
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
 
 
-def register(app: App, openapi_document: bytes) -> None:
-    async def openapi(request: Request) -> HTTPResponse:
-        await read_body(request)
-        return HTTPResponse(openapi_document, content_type="application/json")
-
-    docs_page = DOCS_DIR.joinpath("index.html").read_bytes()
-    docs_init = DOCS_DIR.joinpath("init.js").read_bytes()
-
-    async def docs(request: Request) -> HTTPResponse:
-        await read_body(request)
-        return HTTPResponse(
-            docs_page,
-            content_type="text/html; charset=utf-8",
-            headers={"Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache"},
-        )
-
-    async def docs_script(request: Request) -> HTTPResponse:
-        await read_body(request)
-        return HTTPResponse(
-            docs_init,
-            content_type="text/javascript; charset=utf-8",
-            headers={"Cache-Control": "no-cache"},
-        )
-
+def register(app: App) -> None:
     measured = app.ctx.settings.metrics
 
     def add(handler: Handler, path: str, method: str, name: str) -> None:
@@ -158,12 +23,14 @@ def register(app: App, openapi_document: bytes) -> None:
             stream=True,  # every route reads its body under the deadline: read_body
         )
 
-    add(openapi, "/docs/openapi.json", "GET", "openapi")
-    add(docs, "/docs", "GET", "docs")
-    app.add_route(docs_script, "/docs/init.js", methods=["GET"], name=f"init_{DOCS_ASSETS_ROUTE}")
+    add(docs.openapi, "/docs/openapi.json", "GET", "openapi")
+    add(docs.page, "/docs", "GET", "docs")
+    app.add_route(
+        docs.init_script, "/docs/init.js", methods=["GET"], name=f"init_{DOCS_ASSETS_ROUTE}"
+    )
     app.static("/docs/ui", swagger_ui_path, name=DOCS_ASSETS_ROUTE)
-    add(ping, "/ping", "GET", "ping")
-    add(send, "/api/send", "POST", "send")
-    add(pull, "/api/pull", "GET", "pull")
+    add(handlers.ping, "/ping", "GET", "ping")
+    add(handlers.send, "/api/send", "POST", "send")
+    add(handlers.pull, "/api/pull", "GET", "pull")
     if measured:
-        add(metrics_text, "/metrics", "GET", "metrics")
+        add(handlers.metrics_text, "/metrics", "GET", "metrics")

@@ -1,9 +1,12 @@
 """The front end's client of the RPC service: one pooled keep-alive session per worker.
 
-Calls made in the same event-loop tick are coalesced into one ``/rpc/batch``
-request (a lone call goes to its own endpoint), so the cost of an HTTP
-exchange is shared by every request in flight; each caller still gets its own
-reply or error. ``RPC_BATCH=false`` sends every call on its own.
+Calls made in the same event-loop tick are coalesced (contract.coalescer)
+into one ``/rpc/batch`` request (a lone call goes to its own endpoint), so
+the cost of an HTTP exchange is shared by every request in flight; each
+caller still gets its own reply or error. ``RPC_BATCH=false`` sends every call
+on its own. A batch's replies come one per line (NDJSON), so each caller gets
+its reply's JSON without the others being decoded, and a pulled page reaches
+the public answer without being decoded at all.
 
 Calls are spread over every RPC replica (see endpoints.py). A request whose
 connection could not even be made was never sent, so it goes to the next
@@ -27,8 +30,17 @@ from typing import Any
 import aiohttp
 import orjson
 
+from contract.coalescer import TickCoalescer
 from contract.request_ids import BATCH_FIELD, HEADER, REQUEST_ID
-from contract.wire import BATCH_PATH, DRAINING_HEADER, PULL_PATH, SEND_PATH, Code
+from contract.wire import (
+    BATCH_PATH,
+    DRAINING_HEADER,
+    NDJSON,
+    OK_REPLY_PREFIX,
+    PULL_PATH,
+    SEND_PATH,
+    Code,
+)
 from http_srv import metrics
 from http_srv.endpoints import Endpoint, Endpoints, Resolver, resolve_host
 from http_srv.errors import ApiError
@@ -36,6 +48,8 @@ from http_srv.errors import ApiError
 log = logging.getLogger(__name__)
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
+# A batch's replies as one line each, so each can be passed on without decoding.
+_BATCH_HEADERS = {**_JSON_HEADERS, "Accept": NDJSON}
 # A pooled connection the server had closed shows up as one of these.
 _STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 _METHOD_PATHS = {"send": SEND_PATH, "pull": PULL_PATH}
@@ -46,7 +60,7 @@ class _Call:
     method: str
     payload: dict[str, Any]
     retry_safe: bool
-    future: asyncio.Future[dict[str, Any]]
+    future: asyncio.Future[bytes]  # the reply's JSON
     request_id: str | None
 
 
@@ -67,11 +81,8 @@ class RpcClient:
         self.timeout = timeout
         self.pool_size = pool_size
         self.keepalive = keepalive
-        self.batch = batch
-        self.max_batch = max_batch
         self._session: aiohttp.ClientSession | None = None
-        self._pending: list[_Call] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._calls = TickCoalescer(self._dispatch, max_batch if batch else 1)
         self._resolver_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -97,8 +108,7 @@ class RpcClient:
         if self._resolver_task is not None:
             self._resolver_task.cancel()
             await asyncio.gather(self._resolver_task, return_exceptions=True)
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._calls.wait_idle()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -106,34 +116,33 @@ class RpcClient:
     async def send(
         self, chat: str, sender: str, text: str, client_msg_id: str | None
     ) -> dict[str, Any]:
+        """The Send reply, decoded (the front end answers with fields of its own)."""
         payload: dict[str, Any] = {"message": {"chat": chat, "text": text, "sender": sender}}
         if client_msg_id is not None:
             payload["client_msg_id"] = client_msg_id
-        return await self.call("send", payload, retry_safe=client_msg_id is not None)
+        raw = await self.call("send", payload, retry_safe=client_msg_id is not None)
+        return _checked(_decoded(raw))
 
-    async def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> dict[str, Any]:
+    async def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> bytes:
+        """The Pull reply's JSON as the RPC service encoded it: the public answer as it is.
+
+        A successful reply is passed on without being decoded (see
+        contract.wire.OK_REPLY_PREFIX); any other is decoded to raise its error.
+        """
         payload = {"chat": chat, "cursor": cursor, "limit": limit, "reverse": reverse}
-        return await self.call("pull", payload, retry_safe=True)
+        raw = await self.call("pull", payload, retry_safe=True)
+        if raw.startswith(OK_REPLY_PREFIX):
+            return raw
+        return orjson.dumps(_checked(_decoded(raw)))
 
-    async def call(self, method: str, payload: dict[str, Any], retry_safe: bool) -> dict[str, Any]:
-        """Run one RPC and return its reply, or raise the ApiError a client should see."""
+    async def call(self, method: str, payload: dict[str, Any], retry_safe: bool) -> bytes:
+        """Run one RPC and return its reply's JSON, or raise the ApiError a client should see."""
         if self._session is None:
             raise ApiError(503, "RPC client is not started")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append(_Call(method, payload, retry_safe, future, REQUEST_ID.get()))
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._calls.add(_Call(method, payload, retry_safe, future, REQUEST_ID.get()))
         # _dispatch settles the future within RPC_TIMEOUT of the next tick.
-        return _checked(await future)
-
-    def _flush(self) -> None:
-        calls, self._pending = self._pending, []
-        size = self.max_batch if self.batch else 1
-        for start in range(0, len(calls), size):
-            task = asyncio.create_task(self._dispatch(calls[start : start + size]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        return await future
 
     async def _dispatch(self, calls: list[_Call]) -> None:
         """Send calls as one request and hand each caller its reply or error."""
@@ -153,27 +162,32 @@ class RpcClient:
             return
         for c, reply in zip(calls, replies, strict=True):
             if not c.future.done():
-                c.future.set_result(reply if isinstance(reply, dict) else {})
+                c.future.set_result(reply)
 
-    async def _exchange(self, calls: list[_Call]) -> list[Any]:
+    async def _exchange(self, calls: list[_Call]) -> list[bytes]:
+        """Each call's reply, as JSON; a lone call goes to its method's own path."""
         retry_safe = all(c.retry_safe for c in calls)
         if len(calls) == 1:
             call = calls[0]
             headers = _JSON_HEADERS
             if call.request_id is not None:
                 headers = {**_JSON_HEADERS, HEADER: call.request_id}
-            path = _METHOD_PATHS[call.method]
-            return [await self._post(path, call.payload, retry_safe, headers)]
+            raw, _ = await self._post(_METHOD_PATHS[call.method], call.payload, retry_safe, headers)
+            return [raw]
         body = {"calls": [_batched(c) for c in calls]}
-        batch = _checked(await self._post(BATCH_PATH, body, retry_safe, _JSON_HEADERS))
-        replies = batch.get("replies")
-        if not isinstance(replies, list) or len(replies) != len(calls):
+        raw, media = await self._post(BATCH_PATH, body, retry_safe, _BATCH_HEADERS)
+        if media == NDJSON:
+            replies = raw.split(b"\n")  # one line per reply: no JSON holds a raw newline
+        else:  # an error answer (or a service that only answers JSON)
+            listed = _checked(_decoded(raw)).get("replies")
+            replies = [orjson.dumps(r) for r in listed] if isinstance(listed, list) else []
+        if len(replies) != len(calls):
             raise ValueError("batch reply does not match its calls")
         return replies
 
     async def _post(
         self, path: str, payload: Any, retry_safe: bool, headers: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> tuple[bytes, str]:
         """POST to one replica after another until one answers (see the module doc)."""
         assert self._session is not None
         body = orjson.dumps(payload)
@@ -198,7 +212,8 @@ class RpcClient:
 
     async def _post_to(
         self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> tuple[bytes, str]:
+        """The answer's body and media type; a 5xx that is not JSON raises."""
         assert self._session is not None
         async with self._session.post(endpoint.url + path, data=body, headers=headers) as resp:
             if DRAINING_HEADER in resp.headers:
@@ -206,10 +221,7 @@ class RpcClient:
             raw = await resp.read()
             if resp.status >= 500 and not raw.startswith(b"{"):
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            reply = orjson.loads(raw)
-            if not isinstance(reply, dict):
-                raise ValueError("RPC reply is not an object")
-            return reply
+            return raw, resp.content_type
 
 
 def _batched(call: _Call) -> dict[str, Any]:
@@ -228,6 +240,14 @@ def _transport_error(exc: Exception, timeout: float) -> ApiError:
     if isinstance(exc, aiohttp.ClientError):
         return ApiError(503, f"RPC service unreachable ({type(exc).__name__})")
     return ApiError(502, "RPC service gave a malformed reply")
+
+
+def _decoded(raw: bytes) -> dict[str, Any]:
+    """One reply's JSON object; anything else is a malformed reply (502)."""
+    reply = orjson.loads(raw)
+    if not isinstance(reply, dict):
+        raise ApiError(502, "RPC service gave a malformed reply")
+    return reply
 
 
 def _checked(reply: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""Child processes that are started, waited for until they answer, and stopped in order.
+"""Child processes that are started, waited for until they answer, and stopped by their PID.
 
-Used by the run command, the tests and the benchmark, so that all three start
-the stack the same way.
+The pieces of the stack (launcher/stack.py puts them together): Redis, the
+RPC service and the front end, each a Child with a readiness probe.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def redis_server_binary() -> str:
 
 
 class Child:
-    """One child process with a readiness probe."""
+    """One child process with a readiness probe; started again by another start()."""
 
     def __init__(
         self,
@@ -66,12 +66,14 @@ class Child:
         ready: Callable[[], bool],
         env: Mapping[str, str] | None = None,
         log: Path | None = None,
+        url: str = "",
     ) -> None:
         self.name = name
         self.argv = argv
         self.ready = ready
         self.env = dict(os.environ if env is None else env)
         self.log = log  # output goes here (appended), else to our own stdout
+        self.url = url  # where it answers once ready
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -81,6 +83,10 @@ class Child:
         return self.proc.pid
 
     def start(self, timeout: float = 30.0) -> Child:
+        """Start it (again, after a stop) and wait until it is ready; StartError if not."""
+        if self.alive():
+            raise StartError(f"{self.name} is running already")
+        self._close_log()  # left open by a run that ended without stop()
         if self.log is not None:
             self._log_file = self.log.open("ab")
         self.proc = subprocess.Popen(
@@ -139,10 +145,13 @@ class Child:
                 self._kill_group()
                 self.proc.wait()
             self._kill_group()
+        self._close_log()
+        return self.proc.returncode
+
+    def _close_log(self) -> None:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-        return self.proc.returncode
 
 
 def http_ok(url: str, also: tuple[int, ...] = ()) -> Callable[[], bool]:
@@ -175,7 +184,11 @@ def redis_ping(url: str) -> Callable[[], bool]:
 
 
 def redis_child(
-    port: int, data_dir: Path, log: Path | None = None, appendonly: bool = True
+    port: int,
+    data_dir: Path,
+    log: Path | None = None,
+    appendonly: bool = True,
+    password: str | None = None,
 ) -> Child:
     """A Redis on loopback keeping its data in `data_dir` (AOF, fsync every second)."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -190,22 +203,42 @@ def redis_child(
         "--daemonize", "no",
         "--loglevel", "warning",
     ]  # fmt: skip
-    return Child("redis", argv, redis_ping(f"redis://127.0.0.1:{port}/0"), log=log)
+    if password is not None:
+        argv += ["--requirepass", password]
+    auth = f":{password}@" if password is not None else ""
+    url = f"redis://{auth}127.0.0.1:{port}/0"
+    return Child("redis", argv, redis_ping(url), log=log, url=url)
 
 
-def rpc_child(env: Mapping[str, str], log: Path | None = None) -> Child:
-    host = env.get("RPC_HOST") or "127.0.0.1"
-    port = env.get("RPC_PORT") or "8888"
+def _tier_url(env: Mapping[str, str], tier: str, default_port: str) -> str:
+    """Where a tier answers by its settings (<tier>_HOST, <tier>_PORT), reached on loopback
+    when it listens on every address."""
+    host = env.get(f"{tier}_HOST") or "127.0.0.1"
+    port = env.get(f"{tier}_PORT") or default_port
+    return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+
+
+def rpc_child(
+    env: Mapping[str, str],
+    log: Path | None = None,
+    name: str = "rpc",
+    argv: list[str] | None = None,
+) -> Child:
+    """The RPC service where RPC_HOST and RPC_PORT say; `argv` runs another build of it."""
+    url = _tier_url(env, "RPC", "8888")
     # Up once /health answers: 503 too, which names a store that is down or
     # refuses us (the service is running and says so).
-    probe = http_ok(f"http://{host}:{port}/health", also=(503,))
-    return Child("rpc", [sys.executable, "-m", "rpc_srv"], probe, env, log)
+    ready = http_ok(f"{url}/health", also=(503,))
+    return Child(name, argv or [sys.executable, "-m", "rpc_srv"], ready, env, log, url)
 
 
-def http_child(env: Mapping[str, str], log: Path | None = None) -> Child:
-    host = env.get("HTTP_HOST") or "127.0.0.1"
-    if host == "0.0.0.0":
-        host = "127.0.0.1"
-    port = env.get("HTTP_PORT") or "8080"
-    probe = http_ok(f"http://{host}:{port}/ping")
-    return Child("http", [sys.executable, "-m", "http_srv"], probe, env, log)
+def http_child(
+    env: Mapping[str, str],
+    log: Path | None = None,
+    name: str = "http",
+    argv: list[str] | None = None,
+) -> Child:
+    """The front end where HTTP_HOST and HTTP_PORT say; `argv` runs another build of it."""
+    url = _tier_url(env, "HTTP", "8080")
+    ready = http_ok(f"{url}/ping")
+    return Child(name, argv or [sys.executable, "-m", "http_srv"], ready, env, log, url)

@@ -18,7 +18,8 @@ from types import FrameType
 from contract.envvars import env_int, or_exit
 from contract.logconfig import base_config, formatter, handler
 from http_srv.settings import Settings as HttpSettings
-from launcher.procs import Child, StartError, http_child, redis_child, rpc_child
+from launcher.procs import StartError
+from launcher.stack import Stack
 from rpc_srv.settings import Settings as RpcSettings
 
 log = logging.getLogger("pullchat")
@@ -70,7 +71,12 @@ def main() -> None:
     env.setdefault("RPC_URL", f"http://127.0.0.1:{env['RPC_PORT']}")
     check_settings(env)
     setup_logging(RpcSettings.from_env().log_format)
-    children: list[Child] = []
+    own_redis = not env.get("REDIS_URL")
+    stack = Stack(
+        environ=env,
+        redis_port=env_int("REDIS_PORT", 6379, minimum=1) if own_redis else None,
+        data_dir=Path(env.get("PULLCHAT_DATA_DIR") or "data") / "redis",
+    )
 
     stopping = False
     starting = True
@@ -86,14 +92,11 @@ def main() -> None:
 
     status = 0
     try:
-        if not env.get("REDIS_URL"):
-            port = env_int("REDIS_PORT", 6379, minimum=1)
-            data_dir = Path(env.get("PULLCHAT_DATA_DIR") or "data") / "redis"
-            children.append(redis_child(port, data_dir).start())
-            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-            log.info("Redis on 127.0.0.1:%s, AOF in %s", port, data_dir)
-        children.append(rpc_child(env).start())
-        children.append(http_child(env).start())
+        if own_redis:
+            stack.start_redis()
+            log.info("Redis on 127.0.0.1:%s, AOF in %s", stack.redis_port, stack.data_dir)
+        stack.add_rpc()
+        stack.add_http()
         starting = False
         base = f"http://127.0.0.1:{env['HTTP_PORT']}"
         log.info(
@@ -101,10 +104,10 @@ def main() -> None:
             base,
             base,
             base,
-            env["RPC_URL"],
+            stack.rpc_url,
         )
         while not stopping:
-            dead = [c for c in children if not c.alive()]
+            dead = [c for c in stack.children if not c.alive()]
             if dead:
                 log.error("%s exited; stopping the rest", dead[0].name)
                 status = 1
@@ -119,8 +122,7 @@ def main() -> None:
         starting = False  # a second signal must not cut the stopping short
         if stopping:
             log.info("stopping")
-        for child in reversed(children):
-            child.stop()
+        stack.stop()  # front end, RPC service, Redis: each by its PID
         if stopping:
             log.info("stopped")
     raise SystemExit(status)

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from contract.wire import BATCH_PATH, HEALTH_PATH, METRICS_PATH, PULL_PATH, SEND_PATH
-from rpc_srv import handlers
-from rpc_srv.middlewares import request_id_middleware
+from rpc_srv import routes
+from rpc_srv.middlewares import errors_middleware, request_id_middleware
 from rpc_srv.settings import Settings
+from rpc_srv.state import LIFECYCLE, STORE, TEXT_MAX_BYTES, Lifecycle
 from rpc_srv.store import MessageStore
 
 
@@ -30,7 +30,7 @@ def store_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(settings)
-        app[handlers.STORE] = store
+        app[STORE] = store
         yield
         await store.close()
 
@@ -41,14 +41,11 @@ def create_app(settings: Settings | None = None) -> web.Application:
     """Build the RPC application; no I/O happens until it starts."""
     settings = settings or Settings.from_env()
     app = web.Application(
-        middlewares=[request_id_middleware, handlers.errors_middleware],
+        middlewares=[request_id_middleware, errors_middleware],
         client_max_size=settings.request_max_bytes,
     )
-    app[handlers.TEXT_MAX_BYTES] = settings.text_max_bytes
+    app[TEXT_MAX_BYTES] = settings.text_max_bytes
+    app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(store_ctx(settings))
-    app.router.add_post(SEND_PATH, handlers.send)
-    app.router.add_post(PULL_PATH, handlers.pull)
-    app.router.add_post(BATCH_PATH, handlers.batch)
-    app.router.add_get(HEALTH_PATH, handlers.health)
-    app.router.add_get(METRICS_PATH, handlers.metrics_text)
+    routes.register(app)
     return app

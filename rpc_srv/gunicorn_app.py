@@ -15,8 +15,9 @@ and the service's own, as text or JSON (``LOG_FORMAT``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.worker import GunicornUVLoopWebWorker
@@ -24,24 +25,41 @@ from gunicorn.app.base import BaseApplication
 
 from contract import prom
 from contract.logconfig import TextFormatter, base_config, formatter, handler
-from rpc_srv import handlers
 from rpc_srv.app import create_app
 from rpc_srv.settings import Settings
+from rpc_srv.state import LIFECYCLE
 
 
 class DrainingWorker(GunicornUVLoopWebWorker):
-    drain_seconds = 1.0
-    runner: web.AppRunner | None = None  # this worker's, made by RpcServer.load's factory
+    """aiohttp's uvloop worker that drains before it stops (see the module doc)."""
+
+    runner: web.AppRunner | None = None  # made by RpcServer.load's factory, kept here
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        worker = cast(Any, self)  # gunicorn's attributes are untyped
+        make_runner: Callable[[], Awaitable[web.AppRunner]] = worker.wsgi
+
+        async def keep_runner() -> web.AppRunner:
+            self.runner = await make_runner()
+            return self.runner
+
+        worker.wsgi = keep_runner
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if handlers.DRAIN.draining:
+        if self.runner is None:
+            self.stop_now(sig, frame)  # not serving yet: nothing to drain
             return
-        handlers.DRAIN.draining = True
-        server = self.runner.server if self.runner is not None else None
+        lifecycle = self.runner.app[LIFECYCLE]
+        if lifecycle.draining:
+            return
+        lifecycle.draining = True
+        server = self.runner.server
         if server is not None and not server.connections:
             self.stop_now(sig, frame)  # no client to tell
             return
-        self.loop.call_later(self.drain_seconds, self.stop_now, sig, frame)
+        settings: Settings = cast(Any, self).app.settings
+        self.loop.call_later(settings.drain_seconds, self.stop_now, sig, frame)
 
     def stop_now(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -128,7 +146,6 @@ class RpcServer(BaseApplication):  # type: ignore[misc]
         }
         for key, value in options.items():
             self.cfg.set(key, value)
-        DrainingWorker.drain_seconds = s.drain_seconds
 
     def load(self) -> Any:
         settings = self.settings
@@ -137,13 +154,11 @@ class RpcServer(BaseApplication):  # type: ignore[misc]
             # Called in each worker after the fork: every worker has its own pool.
             # The worker keeps the runner to see whether any connection is open;
             # these are the options aiohttp's worker gives its own runner.
-            runner = web.AppRunner(
+            return web.AppRunner(
                 create_app(settings),
                 keepalive_timeout=settings.keepalive,
                 access_log=None,
                 shutdown_timeout=settings.graceful_timeout / 100 * 95,
             )
-            DrainingWorker.runner = runner
-            return runner
 
         return factory

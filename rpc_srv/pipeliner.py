@@ -28,6 +28,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Connection, Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
+from contract.coalescer import TickCoalescer
 from rpc_srv import metrics
 
 # Errors after which Redis may be fine again soon (the store answers "unavailable").
@@ -59,9 +60,7 @@ class Pipeliner:
         self._cluster = isinstance(redis, RedisCluster)
         # A cluster node's pool fails at once when full: keep within it.
         self._in_flight = asyncio.Semaphore(max_in_flight)
-        self.max_batch = max_batch
-        self._pending: list[_Call] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._calls = TickCoalescer(self._run, max_batch)
 
     def submit(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], retry_safe: bool
@@ -88,24 +87,13 @@ class Pipeliner:
         args: Sequence[Any],
         retry_safe: bool,
     ) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append(_Call(script, keys, args, retry_safe, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls.add(_Call(script, keys, args, retry_safe, future))
         return future
 
     async def wait_idle(self) -> None:
         """Wait until every call sent so far is settled (before closing the client)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _flush(self) -> None:
-        calls, self._pending = self._pending, []
-        for start in range(0, len(calls), self.max_batch):
-            task = asyncio.create_task(self._run(calls[start : start + self.max_batch]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        await self._calls.wait_idle()
 
     async def _run(self, calls: list[_Call], retried: bool = False) -> None:
         """Run calls and settle every future, whatever happens."""

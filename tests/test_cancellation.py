@@ -12,7 +12,6 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -21,8 +20,8 @@ import pytest
 
 from launcher.procs import free_port
 from rpc_srv.store import MessageStore
-from tests.conftest import start_stack, stop_stack
 from tests.proxy import delay_proxy
+from tests.stacks import StackFactory
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +30,7 @@ REQUESTS_PER_CLIENT = 150
 
 
 async def test_abandoned_requests_never_cross(
-    redis_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    redis_url: str, make_stack: StackFactory, record_property: Callable[[str, object], None]
 ) -> None:
     """Thousands of sends and pulls, a third abandoned mid-flight: zero crossed answers."""
     redis_port = urlsplit(redis_url).port
@@ -41,18 +40,14 @@ async def test_abandoned_requests_never_cross(
     with (
         delay_proxy(redis_port, 0.0, 0.004) as redis_proxy,
         delay_proxy(rpc_port, 0.0, 0.004) as rpc_proxy,
-    ):
-        stack = start_stack(
+        make_stack(  # stopped first, while the proxies still forward
             f"redis://127.0.0.1:{redis_proxy.port}/0",
-            tmp_path,
             RPC_TIMEOUT="2",
             RPC_PORT=str(rpc_port),
             RPC_URL=f"http://127.0.0.1:{rpc_proxy.port}",
-        )
-        try:
-            await asyncio.gather(*(client(stack.base, n, counts) for n in range(CLIENTS)))
-        finally:
-            stop_stack(stack)
+        ) as stack,
+    ):
+        await asyncio.gather(*(client(stack.base, n, counts) for n in range(CLIENTS)))
     for name, value in counts.items():
         record_property(name, value)
     assert counts["crossed"] == 0, counts

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import orjson
 import pytest
 from redis.asyncio import RedisCluster
 
 from rpc_srv.store import MessageStore, chat_key, is_cluster_url
-from tests.conftest import http_call, start_stack, stop_stack
+from tests.client import http_call
+from tests.stacks import StackFactory
 from tests.test_store import walk
 
 pytestmark = pytest.mark.slow
@@ -78,27 +78,24 @@ async def test_idempotency_and_script_flush(cstore: MessageStore) -> None:
 
 
 async def test_stack_on_a_cluster(
-    cluster_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    cluster_url: str, make_stack: StackFactory, record_property: Callable[[str, object], None]
 ) -> None:
     """The whole service with REDIS_URL naming one cluster node: sends and pages work."""
-    s = start_stack(cluster_url, tmp_path)
-    try:
-        names = chats(6)
-        for i in range(5):
-            for chat in names:
-                body = orjson.dumps({"chat": chat, "sender": chat.split(":")[1], "text": str(i)})
-                status, reply, _ = http_call(s.base, "POST", "/api/send", body)
-                assert status == 200, reply
+    s = make_stack(cluster_url)
+    names = chats(6)
+    for i in range(5):
         for chat in names:
-            status, page, _ = http_call(s.base, "GET", f"/api/pull?chat={chat}&limit=3")
-            assert status == 200 and page["has_more"] and len(page["messages"]) == 3
-    finally:
-        stop_stack(s)
+            body = orjson.dumps({"chat": chat, "sender": chat.split(":")[1], "text": str(i)})
+            status, reply, _ = http_call(s.base, "POST", "/api/send", body)
+            assert status == 200, reply
+    for chat in names:
+        status, page, _ = http_call(s.base, "GET", f"/api/pull?chat={chat}&limit=3")
+        assert status == 200 and page["has_more"] and len(page["messages"]) == 3
     record_property("chats", len(names))
 
 
 async def test_slot_migration_under_load(
-    cluster_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    cluster_url: str, make_stack: StackFactory, record_property: Callable[[str, object], None]
 ) -> None:
     """Move a busy chat's slot to another master under 16 senders: nothing lost or doubled."""
     from redis.crc import key_slot
@@ -106,16 +103,14 @@ async def test_slot_migration_under_load(
     from tests.cluster import migrate_slot
     from tests.load import SendLoad
 
-    s = start_stack(cluster_url, tmp_path, RPC_TIMEOUT="2")
+    s = make_stack(cluster_url, RPC_TIMEOUT="2")
     names = chats(4)
     slot = key_slot(chat_key(names[0]).encode())
-    try:
-        async with SendLoad(s.base, names, clients=16).running() as load:
-            await asyncio.sleep(1.0)
-            moved = await asyncio.to_thread(migrate_slot, slot, cluster_ports(cluster_url))
-            await asyncio.sleep(1.0)
-    finally:
-        stop_stack(s)
+    async with SendLoad(s.base, names, clients=16).running() as load:
+        await asyncio.sleep(1.0)
+        moved = await asyncio.to_thread(migrate_slot, slot, cluster_ports(cluster_url))
+        await asyncio.sleep(1.0)
+    s.stop()  # nothing is written after this: the store is read whole
     store = await MessageStore.open(cluster_url)
     try:
         stored = {c: {m[1] for m in await walk(store, c, 500, False)} for c in names}

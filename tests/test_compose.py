@@ -33,7 +33,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from http_srv.settings import Settings as HttpSettings
-from launcher.procs import Child, free_port, http_ok, redis_ping, redis_server_binary
+from launcher.procs import Child, free_port, http_child, redis_ping, redis_server_binary, rpc_child
 from rpc_srv.settings import Settings as RpcSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,12 +293,10 @@ def console_child(name: str, command: str, env: Mapping[str, str], log: Path) ->
     """Service `name`'s console command, started as the container starts it."""
     script = BIN / command
     assert script.exists(), f"{script}: console script not installed (pip install -e .)"
-    if command == "pullchat-rpc":
-        # /health answers 503 while Redis is down: the service is up all the same.
-        probe = http_ok(f"http://{env['RPC_HOST']}:{env['RPC_PORT']}/health", also=(503,))
-    else:
-        probe = http_ok(f"http://{env['HTTP_HOST']}:{env['HTTP_PORT']}/ping")
-    return Child(name, [str(script)], probe, dict(os.environ, **env), log)
+    # Ready as the run command's children are: the RPC service once /health
+    # answers (503 too, while Redis is down), the front end once /ping does.
+    tier = rpc_child if command == "pullchat-rpc" else http_child
+    return tier(dict(os.environ, **env), log, name=name, argv=[str(script)])
 
 
 def stop_timed(child: Child, grace: float) -> tuple[int | None, float]:

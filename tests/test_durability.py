@@ -7,14 +7,12 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from launcher.procs import free_port, redis_child
 from rpc_srv.store import MessageStore
-from tests.conftest import start_stack, stop_stack
 from tests.load import SendLoad
+from tests.stacks import StackFactory
 from tests.test_store import walk
 
 pytestmark = pytest.mark.slow
@@ -23,14 +21,12 @@ RPC_TIMEOUT = 1.0
 
 
 async def test_redis_sigkill_loses_nothing_acknowledged(
-    tmp_path: Path, record_property: Callable[[str, object], None]
+    make_stack: StackFactory, record_property: Callable[[str, object], None]
 ) -> None:
     """SIGKILL Redis (AOF everysec) under 16 senders: every 200 is kept, nothing twice."""
-    port = free_port()
-    data = tmp_path / "redis"
-    redis = redis_child(port, data, log=tmp_path / "redis.log").start()
-    url = f"redis://127.0.0.1:{port}/0"
-    stack = start_stack(url, tmp_path / "stack", RPC_TIMEOUT=str(RPC_TIMEOUT))
+    stack = make_stack(None, RPC_TIMEOUT=str(RPC_TIMEOUT))  # with a Redis of its own
+    redis, url = stack.redis, stack.redis_url
+    assert redis is not None
     tag = uuid.uuid4().hex[:6]
     chats = [f"a{i}{tag}:b{i}{tag}" for i in range(4)]
     load = SendLoad(stack.base, chats, clients=16)
@@ -42,7 +38,7 @@ async def test_redis_sigkill_loses_nothing_acknowledged(
         redis.signal(signal.SIGKILL)
         redis.stop()
         await asyncio.sleep(1.5)
-        redis = redis_child(port, data, log=tmp_path / "redis2.log").start()
+        redis.start()  # the same port and data
         back_at = time.monotonic()
         await asyncio.sleep(3.0)
         stop.set()
@@ -87,5 +83,3 @@ async def test_redis_sigkill_loses_nothing_acknowledged(
         record_property("recovery s after Redis up", round(max(0.0, last_failure - back_at), 3))
     finally:
         stop.set()
-        stop_stack(stack)
-        redis.stop()

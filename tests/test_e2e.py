@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.conftest import Stack
+from launcher.stack import Stack
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import orjson
 
-from launcher.procs import Child, free_port, redis_ping, redis_server_binary
+from launcher.procs import free_port, redis_child
+from launcher.stack import Stack
 from rpc_srv.settings import Settings as RpcSettings
-from tests.conftest import Stack, http_call, start_stack, stop_stack
+from tests.client import http_call
+from tests.stacks import StackFactory
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -36,36 +38,29 @@ def test_stack_rpc_listens_on_loopback_only(stack: Stack) -> None:
     assert listening_addresses(port) == {"0100007F"}
 
 
-def test_redis_password_in_redis_url(tmp_path: Path) -> None:
+def test_redis_password_in_redis_url(tmp_path: Path, make_stack: StackFactory) -> None:
     """A Redis with requirepass works when REDIS_URL carries the password."""
     port = free_port()
     password = uuid.uuid4().hex
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    argv = [
-        redis_server_binary(),
-        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-        "--requirepass", password, "--dir", str(tmp_path),
-    ]  # fmt: skip
-    redis = Child("redis", argv, redis_ping(url), log=tmp_path / "redis.log").start()
-    stack = start_stack(url, tmp_path / "stack")
+    redis = redis_child(
+        port, tmp_path / "redis", log=tmp_path / "redis.log", appendonly=False, password=password
+    ).start()
     try:
+        stack = make_stack(redis.url)
         body = orjson.dumps({"chat": "pw:x", "sender": "pw", "text": "secret store"})
         status, reply, _ = http_call(stack.base, "POST", "/api/send", body)
         assert status == 200, reply
         # Without the password the store refuses, and the client sees a clean 503.
-        bad = start_stack(f"redis://127.0.0.1:{port}/0", tmp_path / "bad")
-        try:
-            status, reply, _ = http_call(bad.base, "POST", "/api/send", body)
-            assert status == 503, reply
-            assert password not in str(reply)
-        finally:
-            stop_stack(bad)
+        bad = make_stack(f"redis://127.0.0.1:{port}/0")
+        status, reply, _ = http_call(bad.base, "POST", "/api/send", body)
+        assert status == 503, reply
+        assert password not in str(reply)
     finally:
-        stop_stack(stack)
+        make_stack.stop_all()  # before their Redis
         redis.stop()
 
 
-def test_errors_leak_no_internals(tmp_path: Path) -> None:
+def test_errors_leak_no_internals(make_stack: StackFactory) -> None:
     """5xx answers name no internal address, port, path or stack trace."""
     redis_port = free_port()
     with socket.socket() as silent:
@@ -78,15 +73,11 @@ def test_errors_leak_no_internals(tmp_path: Path) -> None:
             {"RPC_URL": f"http://127.0.0.1:{rpc_port}", "RPC_TIMEOUT": "0.3"},  # silent: 504
             {},  # Redis down: 503 from the store
         ):
-            s = start_stack(f"redis://127.0.0.1:{redis_port}/0", tmp_path / str(len(answers)),
-                            **overrides)  # fmt: skip
-            try:
+            with make_stack(f"redis://127.0.0.1:{redis_port}/0", **overrides) as s:
                 status, reply, _ = http_call(
                     s.base, "POST", "/api/send", b'{"chat":"a:b","sender":"a","text":"x"}'
                 )
                 answers.append((status, reply))
-            finally:
-                stop_stack(s)
     assert [status for status, _ in answers] == [503, 504, 503]
     for _, reply in answers:
         text = orjson.dumps(reply).decode()

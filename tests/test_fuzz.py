@@ -52,7 +52,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from http_srv.errors import ApiError
 from http_srv.params import merge_fields, parse_body, parse_urlencoded
-from tests.conftest import Stack
+from launcher.stack import Stack
 
 # Fuzzed cases per operation. Schemathesis adds its example and coverage cases
 # (some 240 for send and 220 for pull), so 1500 sends about 3,450 requests to

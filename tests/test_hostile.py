@@ -9,7 +9,8 @@ from urllib.parse import quote
 import orjson
 import pytest
 
-from tests.conftest import Stack, http_call
+from launcher.stack import Stack
+from tests.client import http_call
 
 JSON = {"Content-Type": "application/json"}
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -14,7 +14,7 @@ import pytest
 
 from contract.logconfig import JsonFormatter, TextFormatter
 from contract.request_ids import HEADER, RequestIdFilter, using
-from tests.conftest import http_call
+from tests.client import http_call
 from tests.test_stop import ERROR_LINE, run_env, start_run
 
 # Redis's own lines ("pid:role date # ..."): it is neither tier and keeps its format.

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 
-from tests.conftest import Stack, http_call, start_stack, stop_stack
+from launcher.stack import Stack
+from tests.client import http_call
+from tests.stacks import StackFactory
 
 
 def scrape(base: str) -> dict[str, float]:
@@ -60,16 +61,13 @@ def test_metrics_count_by_route_and_status(stack: Stack) -> None:
     assert delta(rpc_after, rpc_before, r"pullchat_redis_roundtrip_seconds_count") >= 1
 
 
-def test_metrics_add_up_over_workers(redis_url: str, tmp_path: Path) -> None:
+def test_metrics_add_up_over_workers(redis_url: str, make_stack: StackFactory) -> None:
     """With two workers per tier, /metrics sums every worker's samples."""
-    s = start_stack(redis_url, tmp_path, HTTP_WORKERS="2", RPC_WORKERS="2")
-    try:
-        exercise(s, 40)
-        http, rpc = scrape(s.base), scrape(s.rpc_url)
-        # Sanic's worker manager ignores SIGTERM until it has its workers'
-        # start-up acknowledgements, which can take a moment after they serve.
-        time.sleep(2)
-    finally:
-        stop_stack(s)
+    s = make_stack(redis_url, HTTP_WORKERS="2", RPC_WORKERS="2")
+    exercise(s, 40)
+    http, rpc = scrape(s.base), scrape(s.rpc_url)
+    # Sanic's worker manager ignores SIGTERM until it has its workers'
+    # start-up acknowledgements, which can take a moment after they serve.
+    time.sleep(2)
     assert total(http, r'pullchat_http_requests_total\{route="send",status="200"\}') == 40
     assert total(rpc, r'pullchat_rpc_calls_total\{code="0",method="send"\}') == 40

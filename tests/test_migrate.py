@@ -22,9 +22,10 @@ from bench.legacy.store import SortedSetStore
 from launcher.procs import free_port, redis_child
 from rpc_srv import migrate
 from rpc_srv.store import LAYOUT, LAYOUT_KEY, MessageStore, StoreNeedsMigration, chat_key
+from tests.client import http_call
 from tests.cluster import LocalCluster, migrate_slot
-from tests.conftest import http_call, start_stack, stop_stack
 from tests.old_layout import OldMessage, fill
+from tests.stacks import StackFactory
 
 COMMAND = str(Path(sys.executable).parent / "pullchat-migrate")
 Row = tuple[int, str, str]
@@ -35,7 +36,7 @@ def fresh_url(tmp_path: Path) -> Iterator[str]:
     """A Redis of its own: the layout marker and the old chats concern the whole server."""
     port = free_port()
     child = redis_child(port, tmp_path / "redis", log=tmp_path / "redis.log").start()
-    yield f"redis://127.0.0.1:{port}/0"
+    yield child.url
     child.stop()
 
 
@@ -220,22 +221,19 @@ async def test_migration_keeps_every_message(fresh_url: str) -> None:
         await store.close()
 
 
-async def test_the_stack_serves_a_migrated_store(fresh_url: str, tmp_path: Path) -> None:
+async def test_the_stack_serves_a_migrated_store(fresh_url: str, make_stack: StackFactory) -> None:
     """The whole service starts on a migrated store and pages its old messages over HTTP."""
     sent = await fill(fresh_url, {"alice:bob": 25})
     assert (await run_command(fresh_url)).returncode == 0
-    s = start_stack(fresh_url, tmp_path)
-    try:
-        status, page, _ = http_call(s.base, "GET", "/api/pull?chat=bob:alice&limit=20")
-        assert status == 200, page
-        old = sent["alice:bob"]
-        assert page["messages"] == [
-            {"chat": "alice:bob", "text": m.text, "sender": m.sender, "send_time": m.send_time}
-            for m in old[:20]
-        ]
-        assert (page["has_more"], page["next_cursor"]) == (True, old[20].send_time)
-    finally:
-        stop_stack(s)
+    s = make_stack(fresh_url)
+    status, page, _ = http_call(s.base, "GET", "/api/pull?chat=bob:alice&limit=20")
+    assert status == 200, page
+    old = sent["alice:bob"]
+    assert page["messages"] == [
+        {"chat": "alice:bob", "text": m.text, "sender": m.sender, "send_time": m.send_time}
+        for m in old[:20]
+    ]
+    assert (page["has_more"], page["next_cursor"]) == (True, old[20].send_time)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])

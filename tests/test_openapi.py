@@ -25,7 +25,8 @@ from http_srv.errors import ApiError
 from http_srv.params import pull_params, send_params
 from http_srv.routes import DOCS_ASSETS_ROUTE
 from http_srv.settings import Settings
-from tests.conftest import Stack, http_call
+from launcher.stack import Stack
+from tests.client import http_call
 
 DOC_BYTES = files("http_srv").joinpath("openapi.json").read_bytes()
 DOC: dict[str, Any] = orjson.loads(DOC_BYTES)

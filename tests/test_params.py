@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from contract.requests import FieldError
 from http_srv.errors import ApiError
 from http_srv.params import (
     merge_fields,
@@ -14,6 +15,7 @@ from http_srv.params import (
     pull_params,
     send_params,
 )
+from rpc_srv.calls import run_pull, run_send
 
 LIMIT = 64 * 1024
 
@@ -86,8 +88,13 @@ class TestSources:
         fails(415, "body", parse_body, "text/plain", b"hello")
 
     def test_empty_body(self) -> None:
-        """An empty or blank body holds no fields, whatever its type."""
-        assert parse_body("application/json", b"  ") == {}
+        """An empty body holds no fields, whatever its type; so does a blank form."""
+        assert parse_body("application/json", b"") == {}
+        assert parse_body("application/x-www-form-urlencoded", b" \r\n") == {}
+
+    def test_blank_json_body_is_not_json(self) -> None:
+        """Blanks alone sent as JSON are not JSON (RFC 8259): a 400 about the body."""
+        fails(400, "body", parse_body, "application/json", b" \r")
 
     def test_body_wins_over_query(self) -> None:
         """JSON or form fields override the query's."""
@@ -209,3 +216,62 @@ class TestPull:
     def test_bad_fields_name_the_field(self, fields: dict[str, Any], field: str) -> None:
         """Every bad pull field is a 400 whose message starts with its name."""
         fails(400, field, pull_params, fields)
+
+
+class TestOneRuleBothTiers:
+    """The RPC service refuses a bad call with the very words the front end uses.
+
+    Both apply contract/requests.py; here each tier's entry point is called on
+    the same JSON-typed fields (a refused call never reaches the store).
+    """
+
+    NO_STORE: Any = None
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"sender": "a", "text": "x"},
+            {"chat": "a:b", "text": "x"},
+            {"chat": "a:b", "sender": "a"},
+            {"chat": "a:b", "sender": "c", "text": "x"},
+            {"chat": "a::b", "sender": "a", "text": "x"},
+            {"chat": "a:b", "sender": "a", "text": 5},
+            {"chat": "a:b", "sender": "a", "text": "é" * (LIMIT // 2 + 1)},
+            {"chat": "a:b", "sender": "a", "receiver": "c", "text": "x"},
+            {"chat": "a:b", "sender": "a", "text": "x", "client_msg_id": " "},
+            {"chat": "a:b", "sender": "a", "text": "x", "client_msg_id": "k" * 129},
+        ],
+    )
+    def test_send(self, fields: dict[str, Any]) -> None:
+        words = fails(400, "", send_params, fields, LIMIT).msg
+        message = {k: v for k, v in fields.items() if k != "client_msg_id"}
+        call = {"message": message, "client_msg_id": fields.get("client_msg_id")}
+        with pytest.raises(FieldError) as refused:
+            run_send(self.NO_STORE, LIMIT, call)
+        assert str(refused.value) == words
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {},
+            {"chat": "a"},
+            {"chat": "a:b", "limit": 1001},
+            {"chat": "a:b", "limit": -1},
+            {"chat": "a:b", "cursor": 2**63},
+            {"chat": "a:b", "cursor": 1.5},
+            {"chat": "a:b", "reverse": 2},
+            {"chat": "a:b", "reverse": "maybe"},
+        ],
+    )
+    def test_pull(self, fields: dict[str, Any]) -> None:
+        words = fails(400, "", pull_params, fields).msg
+        with pytest.raises(FieldError) as refused:
+            run_pull(self.NO_STORE, LIMIT, fields)
+        assert str(refused.value) == words
+
+    def test_rpc_reads_json_types_only(self) -> None:
+        """Text forms of numbers and booleans are the front end's (query, form), not the RPC's."""
+        assert pull_params({"chat": "a:b", "limit": "5", "reverse": "true"}).limit == 5
+        for fields in ({"chat": "a:b", "limit": "5"}, {"chat": "a:b", "reverse": "true"}):
+            with pytest.raises(FieldError):
+                run_pull(self.NO_STORE, LIMIT, fields)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from tests.conftest import Stack
+from launcher.stack import Stack
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTION_PATH = REPO / "postman/pullchat.postman_collection.json"

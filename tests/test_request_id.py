@@ -24,8 +24,9 @@ from contract.request_ids import (
     batch_call_id,
 )
 from launcher.procs import free_port
+from launcher.stack import Stack
 from rpc_srv.middlewares import request_id_middleware
-from tests.conftest import Stack, start_stack, stop_stack
+from tests.stacks import StackFactory
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -54,7 +55,9 @@ class RecordingRelay:
 
 
 @pytest.fixture
-async def relayed(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Stack, RecordingRelay]]:
+async def relayed(
+    redis_url: str, make_stack: StackFactory
+) -> AsyncIterator[tuple[Stack, RecordingRelay]]:
     """A stack (access log on) whose front end reaches the RPC service through a relay."""
     recorder = RecordingRelay()
     app = web.Application()
@@ -65,16 +68,15 @@ async def relayed(redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Stack, 
     await web.TCPSite(runner, "127.0.0.1", port).start()
     recorder.session = aiohttp.ClientSession()
     stack = await asyncio.to_thread(
-        start_stack,
+        make_stack,
         redis_url,
-        tmp_path,
         RPC_URL=f"http://127.0.0.1:{port}",
         HTTP_ACCESS_LOG="true",
         HTTP_WORKERS="1",
     )
     recorder.target = stack.env["RPC_URL"].replace(str(port), stack.env["RPC_PORT"])
     yield stack, recorder
-    await asyncio.to_thread(stop_stack, stack)
+    await asyncio.to_thread(stack.stop)  # while the relay still forwards
     await recorder.session.close()
     await runner.cleanup()
 
@@ -129,9 +131,9 @@ def header_of(head: bytes) -> str | None:
 
 @pytest.fixture(scope="module")
 def front(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(redis_url, tmp_path_factory.mktemp("rid"), REQUEST_MAX_LINE_BYTES="256")
-    yield stack
-    stop_stack(stack)
+    stacks = StackFactory(tmp_path_factory.mktemp("rid"))
+    yield stacks(redis_url, REQUEST_MAX_LINE_BYTES="256")
+    stacks.stop_all()
 
 
 @pytest.mark.parametrize(
@@ -192,15 +194,14 @@ def test_ids_differ_per_request_on_one_connection(front: Stack) -> None:
     assert len(set(ids)) == 3 and all(i and NEW_ID.fullmatch(i) for i in ids)
 
 
-def test_a_failed_rpc_call_is_logged_with_its_id(redis_url: str, tmp_path: Path) -> None:
+def test_a_failed_rpc_call_is_logged_with_its_id(
+    redis_url: str, make_stack: StackFactory, tmp_path: Path
+) -> None:
     """The front end's error line for a call that cannot reach the RPC service names the id."""
-    stack = start_stack(redis_url, tmp_path, RPC_URL=f"http://127.0.0.1:{free_port()}")
-    try:
+    with make_stack(redis_url, RPC_URL=f"http://127.0.0.1:{free_port()}") as stack:
         request = f"GET /api/pull?chat=ann:bob HTTP/1.1\r\nHost: x\r\n{HEADER}: lost-1\r\n\r\n"
         head = raw_answer(stack.base, request.encode())
         assert head.startswith(b"HTTP/1.1 503 ") and header_of(head) == "lost-1", head
-    finally:
-        stop_stack(stack)
     lines = [line for line in (tmp_path / "http.log").read_text().splitlines() if "lost-1" in line]
     assert any("RPC pull failed" in line and "WARNING" in line for line in lines), lines
 

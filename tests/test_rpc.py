@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,8 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from launcher.procs import Child, free_port, redis_server_binary, rpc_child
-from tests.conftest import Stack, http_call
+from launcher.procs import free_port, redis_child
+from launcher.stack import Stack
+from tests.client import http_call
+from tests.stacks import StackFactory
 
 
 def rpc(stack: Stack, path: str, body: Any) -> tuple[int, Any]:
@@ -48,43 +48,25 @@ def test_health(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("password", [None, "wrong"])
-def test_health_says_redis_refuses_us(tmp_path: Path, password: str | None) -> None:
+def test_health_says_redis_refuses_us(
+    tmp_path: Path, make_stack: StackFactory, password: str | None
+) -> None:
     """A Redis that wants another password: /health is a 503 with the reason, not a 500."""
-    redis_port, rpc_port = free_port(), free_port()
-    redis = Child(
-        "redis",
-        [redis_server_binary(), "--port", str(redis_port), "--bind", "127.0.0.1",
-         "--requirepass", "right", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        lambda: http_port_open(redis_port),
-        log=tmp_path / "redis.log",
-    ).start()  # fmt: skip
+    port = free_port()
+    redis = redis_child(
+        port, tmp_path / "redis", log=tmp_path / "redis.log", appendonly=False, password="right"
+    ).start()
     auth = f":{password}@" if password else ""
-    env = {
-        **os.environ,
-        "REDIS_URL": f"redis://{auth}127.0.0.1:{redis_port}/0",
-        "RPC_HOST": "127.0.0.1",
-        "RPC_PORT": str(rpc_port),
-        "RPC_WORKERS": "1",
-    }
-    rpc_url = f"http://127.0.0.1:{rpc_port}"
-    rpc = rpc_child(env, log=tmp_path / "rpc.log").start()
     try:
-        status, reply, seconds = http_call(rpc_url, "GET", "/health")
+        rpc = make_stack(f"redis://{auth}127.0.0.1:{port}/0", start=False).add_rpc()
+        status, reply, seconds = http_call(rpc.url, "GET", "/health")
     finally:
-        rpc.stop()
+        make_stack.stop_all()  # before its Redis
         redis.stop()
     assert status == 503, reply
     assert reply["code"] == 2 and "Authentication" in reply["msg"], reply
     assert seconds < 2
     assert "Traceback" not in (tmp_path / "rpc.log").read_text("utf-8", "replace")
-
-
-def http_port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(

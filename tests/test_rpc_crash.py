@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher.procs import rpc_child
-from tests.conftest import Stack, http_call, start_stack, stop_stack
+from tests.client import http_call
 from tests.load import SendLoad
+from tests.stacks import StackFactory
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,10 @@ async def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
 
 
 async def test_rpc_worker_and_service_crash(
-    redis_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    redis_url: str, make_stack: StackFactory, record_property: Callable[[str, object], None]
 ) -> None:
     """Kill one RPC worker, then the whole RPC service, under 16 senders."""
-    stack: Stack = start_stack(redis_url, tmp_path, RPC_TIMEOUT=str(RPC_TIMEOUT), RPC_WORKERS="2")
+    stack = make_stack(redis_url, RPC_TIMEOUT=str(RPC_TIMEOUT), RPC_WORKERS="2")
     tag = uuid.uuid4().hex[:6]
     load = SendLoad(stack.base, [f"a{i}{tag}:b{i}{tag}" for i in range(4)], clients=16)
     stop = asyncio.Event()
@@ -61,7 +61,7 @@ async def test_rpc_worker_and_service_crash(
         await asyncio.sleep(1.0)
         status, body, elapsed = http_call(stack.base, "GET", "/ping")
         assert (status, body) == (200, {"message": "pong"}) and elapsed < 0.5
-        stack.rpc = rpc_child(stack.env, log=stack.log_dir / "rpc2.log").start()
+        stack.rpc.start()  # again, on the same port
         back_at = time.monotonic()
         await asyncio.sleep(3.0)
         stop.set()
@@ -87,4 +87,3 @@ async def test_rpc_worker_and_service_crash(
         record_property("recovery s after RPC up", round(max(0.0, last_failure - back_at), 3))
     finally:
         stop.set()
-        stop_stack(stack)

@@ -8,7 +8,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import urlopen
@@ -16,8 +16,10 @@ from urllib.request import urlopen
 import pytest
 
 from http_srv.rpc_client import RpcClient
-from launcher.procs import Child, free_port, http_child, rpc_child
+from launcher.procs import free_port
+from launcher.stack import Stack
 from tests.load import SendLoad
+from tests.stacks import StackFactory
 
 pytestmark = pytest.mark.slow
 
@@ -34,52 +36,25 @@ def calls_served(rpc_url: str) -> int:
     )
 
 
-class Replicas:
-    """RPC replicas on loopback, each its own gunicorn master, sharing one Redis."""
+def start_replicas(
+    make_stack: StackFactory, redis_url: str, hosts: list[str], port: int = 0
+) -> Stack:
+    """RPC replicas at `hosts`:`port` (0: each a free one), each its own gunicorn master,
+    sharing one Redis; no front end yet."""
+    replicas = make_stack(redis_url, start=False, RPC_DRAIN_SECONDS="1")
+    for host in hosts:
+        replicas.add_rpc(host=host, port=port)
+    return replicas
 
-    def __init__(self, redis_url: str, log_dir: Path, hosts: list[str], port: int = 0) -> None:
-        self.redis_url = redis_url
-        self.log_dir = log_dir
-        self.children: dict[str, Child] = {}
-        self.urls = [f"http://{host}:{port or free_port()}" for host in hosts]
-        self.started = 0
 
-    def env(self, url: str) -> dict[str, str]:
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        return dict(
-            os.environ,
-            REDIS_URL=self.redis_url,
-            RPC_HOST=host,
-            RPC_PORT=port,
-            RPC_DRAIN_SECONDS="1",
-            RPC_WORKERS="1",
-        )
-
-    def start(self, url: str) -> Child:
-        self.started += 1
-        child = rpc_child(self.env(url), log=self.log_dir / f"rpc{self.started}.log").start()
-        self.children[url] = child
-        return child
-
-    def stop_all(self) -> None:
-        for child in self.children.values():
-            child.stop()
+def replica_urls(replicas: Stack) -> list[str]:
+    return [child.url for child in replicas.rpcs]
 
 
 @pytest.fixture
-def replicas(redis_url: str, tmp_path: Path) -> Iterator[Replicas]:
-    r = Replicas(redis_url, tmp_path, ["127.0.0.1"] * 3)
-    for url in r.urls:
-        r.start(url)
-    yield r
-    r.stop_all()
-
-
-def front_end(rpc_url: str, log: Path, **extra: str) -> tuple[Child, str]:
-    port = free_port()
-    env = dict(os.environ, RPC_URL=rpc_url, HTTP_HOST="127.0.0.1", HTTP_PORT=str(port))
-    env.update(HTTP_WORKERS="1", **extra)
-    return http_child(env, log=log).start(), f"http://127.0.0.1:{port}"
+def replicas(redis_url: str, make_stack: StackFactory) -> Stack:
+    """Three replicas on 127.0.0.1, each on a port of its own."""
+    return start_replicas(make_stack, redis_url, ["127.0.0.1"] * 3)
 
 
 def new_chats(n: int) -> list[str]:
@@ -87,18 +62,22 @@ def new_chats(n: int) -> list[str]:
     return [f"a{i}{tag}:b{i}{tag}" for i in range(n)]
 
 
+def load_through_a_front_end(replicas: Stack) -> SendLoad:
+    """16 senders to 8 chats through a new front end whose RPC_URL lists every replica."""
+    base = replicas.add_http(RPC_URL=",".join(replica_urls(replicas))).url
+    return SendLoad(base, new_chats(8), clients=16)
+
+
 async def test_three_replicas_share_the_load(
-    replicas: Replicas, tmp_path: Path, record_property: Callable[[str, object], None]
+    replicas: Stack, record_property: Callable[[str, object], None]
 ) -> None:
     """With RPC_URL listing three replicas, each serves a fair share of the calls."""
-    http, base = front_end(",".join(replicas.urls), tmp_path / "http.log")
-    try:
-        before = [calls_served(u) for u in replicas.urls]
-        async with SendLoad(base, new_chats(8), clients=16).running() as load:
-            await asyncio.sleep(3)
-        served = [calls_served(u) - b for u, b in zip(replicas.urls, before, strict=True)]
-    finally:
-        http.stop()
+    sends = load_through_a_front_end(replicas)
+    urls = replica_urls(replicas)
+    before = [calls_served(u) for u in urls]
+    async with sends.running() as load:
+        await asyncio.sleep(3)
+    served = [calls_served(u) - b for u, b in zip(urls, before, strict=True)]
     assert not load.failed(), load.failed()[:3]
     total = sum(served)
     assert total >= len(load.acked())
@@ -107,28 +86,23 @@ async def test_three_replicas_share_the_load(
 
 
 async def test_replica_killed_then_back(
-    replicas: Replicas, tmp_path: Path, record_property: Callable[[str, object], None]
+    replicas: Stack, record_property: Callable[[str, object], None]
 ) -> None:
     """SIGKILL one of three replicas under load: only calls in flight on it may fail."""
-    http, base = front_end(",".join(replicas.urls), tmp_path / "http.log")
-    try:
-        async with SendLoad(base, new_chats(8), clients=16).running() as load:
-            await asyncio.sleep(1.5)
-            victim = replicas.urls[0]
-            child = replicas.children[victim]
-            workers = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text()  # noqa: ASYNC240
-            for pid in workers.split():
-                os.kill(int(pid), signal.SIGKILL)
-            child.signal(signal.SIGKILL)
-            child.stop()
-            killed_at = time.monotonic()
-            await asyncio.sleep(2.0)
-            replicas.start(victim)
-            back_before = calls_served(victim)
-            await asyncio.sleep(4.0)  # longer than the 2 s a failed replica is skipped
-            back_calls = calls_served(victim) - back_before
-    finally:
-        http.stop()
+    async with load_through_a_front_end(replicas).running() as load:
+        await asyncio.sleep(1.5)
+        victim = replicas.rpcs[0]
+        workers = Path(f"/proc/{victim.pid}/task/{victim.pid}/children").read_text()  # noqa: ASYNC240
+        for pid in workers.split():
+            os.kill(int(pid), signal.SIGKILL)
+        victim.signal(signal.SIGKILL)
+        victim.stop()
+        killed_at = time.monotonic()
+        await asyncio.sleep(2.0)
+        victim.start()  # again, at the same address
+        back_before = calls_served(victim.url)
+        await asyncio.sleep(4.0)  # longer than the 2 s a failed replica is skipped
+        back_calls = calls_served(victim.url) - back_before
     failed = load.failed()
     late = [o for o in failed if o.started > killed_at + 0.1]
     record_property("failed (in flight on the killed replica)", len(failed))
@@ -140,22 +114,18 @@ async def test_replica_killed_then_back(
 
 
 async def test_rolling_restart_has_no_errors(
-    replicas: Replicas, tmp_path: Path, record_property: Callable[[str, object], None]
+    replicas: Stack, record_property: Callable[[str, object], None]
 ) -> None:
     """SIGTERM each replica in turn under load (restarting it before the next): zero errors."""
-    http, base = front_end(",".join(replicas.urls), tmp_path / "http.log")
-    try:
-        async with SendLoad(base, new_chats(8), clients=16).running() as load:
+    async with load_through_a_front_end(replicas).running() as load:
+        await asyncio.sleep(1.0)
+        for child in replicas.rpcs:
+            started = time.monotonic()
+            await asyncio.to_thread(child.stop)  # SIGTERM: drain, finish, exit
+            took = round(time.monotonic() - started, 2)
+            record_property(f"drain and stop of {child.url} s", took)
+            await asyncio.to_thread(child.start)
             await asyncio.sleep(1.0)
-            for url in replicas.urls:
-                child = replicas.children[url]
-                started = time.monotonic()
-                await asyncio.to_thread(child.stop)  # SIGTERM: drain, finish, exit
-                record_property(f"drain and stop of {url} s", round(time.monotonic() - started, 2))
-                await asyncio.to_thread(replicas.start, url)
-                await asyncio.sleep(1.0)
-    finally:
-        http.stop()
     record_property("acked", len(load.acked()))
     record_property("errors", len(load.failed()))
     assert len(load.acked()) > 500
@@ -163,11 +133,10 @@ async def test_rolling_restart_has_no_errors(
 
 
 async def test_replicas_found_by_name_come_and_go(
-    redis_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    redis_url: str, make_stack: StackFactory, record_property: Callable[[str, object], None]
 ) -> None:
     """A host name standing for several addresses: new ones get calls, gone ones are dropped."""
     port = free_port("127.0.0.2")
-    r = Replicas(redis_url, tmp_path, ["127.0.0.2", "127.0.0.3", "127.0.0.4"], port)
     addresses = ["127.0.0.2", "127.0.0.3"]
 
     async def resolve(host: str, _port: int) -> list[str]:
@@ -175,8 +144,8 @@ async def test_replicas_found_by_name_come_and_go(
         assert host == "rpc.pullchat.test"
         return list(addresses)
 
-    for url in r.urls:
-        r.start(url)
+    r = start_replicas(make_stack, redis_url, ["127.0.0.2", "127.0.0.3", "127.0.0.4"], port)
+    urls = replica_urls(r)
     client = RpcClient(
         f"http://rpc.pullchat.test:{port}", 2.0, resolve_interval=0.2, resolve=resolve
     )
@@ -186,10 +155,10 @@ async def test_replicas_found_by_name_come_and_go(
         sender = chat.split(":")[0]
 
         async def burst(n: int) -> list[int]:
-            before = [calls_served(u) for u in r.urls]
+            before = [calls_served(u) for u in urls]
             for _ in range(n // 10):
                 await asyncio.gather(*(client.send(chat, sender, "x", None) for _ in range(10)))
-            return [calls_served(u) - b for u, b in zip(r.urls, before, strict=True)]
+            return [calls_served(u) - b for u, b in zip(urls, before, strict=True)]
 
         first = await burst(200)
         addresses.append("127.0.0.4")
@@ -197,11 +166,10 @@ async def test_replicas_found_by_name_come_and_go(
         second = await burst(200)
         addresses.remove("127.0.0.2")
         await asyncio.sleep(0.5)
-        r.children[r.urls[0]].stop()
+        r.rpcs[0].stop()
         third = await burst(200)
     finally:
         await client.close()
-        r.stop_all()
     record_property("calls per address, two known", first)
     record_property("after a third appears", second)
     record_property("after the first is gone", third)

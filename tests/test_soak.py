@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import start_stack, stop_stack
+from tests.stacks import StackFactory
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +41,12 @@ def tree(pid: int) -> list[int]:
 
 @pytest.mark.timeout(SECONDS + 120)
 def test_soak_mixed_200_connections(
-    redis_url: str, tmp_path: Path, record_property: Callable[[str, object], None]
+    redis_url: str, make_stack: StackFactory, record_property: Callable[[str, object], None]
 ) -> None:
     """Mixed load for SOAK_SECONDS at c=200: no errors, Python processes' memory flat."""
     wrk = shutil.which("wrk")
     assert wrk, "wrk is required (apt-get install wrk)"
-    stack = start_stack(redis_url, tmp_path)
+    stack = make_stack(redis_url)
     client = redis.Redis.from_url(redis_url)
     try:
         pids = tree(stack.http.pid) + tree(stack.rpc.pid)
@@ -110,4 +110,3 @@ def test_soak_mixed_200_connections(
         assert worst < 0.10, f"memory grew after warm-up: {growth}"
     finally:
         client.close()
-        stop_stack(stack)

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from launcher.procs import free_port
-from tests.conftest import http_call
+from tests.client import http_call
 from tests.proxy import DelayProxy
 
 STOP_BOUND_SECONDS = 3.0

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from launcher.procs import free_port
+from tests.figures import Figures
 from tests_docker.engine import (
     DEFAULT_COUNTS,
     DOCKER_ROOT,
@@ -41,27 +42,18 @@ TOOLS = {  # command: the Debian package that has it
     "tar": "tar",
 }
 
-_figures: list[tuple[str, list[tuple[str, object]]]] = []
+figures = Figures()
 _phases: list[tuple[str, float]] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and report.user_properties:
-        _figures.append((report.nodeid, list(report.user_properties)))
+    figures.collect(report)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not (_figures or _phases):
-        return
-    terminalreporter.section("measured figures")
-    if _phases:
-        terminalreporter.write_line("engine and images")
-        for name, seconds in _phases:
-            terminalreporter.write_line(f"    {name}: {seconds:.1f} s")
-    for nodeid, props in _figures:
-        terminalreporter.write_line(nodeid)
-        for name, value in props:
-            terminalreporter.write_line(f"    {name}: {value}")
+    """How long the engine and its images took, then what the tests recorded."""
+    phases = [(name, f"{seconds:.1f} s") for name, seconds in _phases]
+    figures.write(terminalreporter, *([("engine and images", phases)] if phases else []))
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ runs. It is stopped by its PID.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import shutil
 import socket
@@ -26,6 +25,7 @@ from typing import Any
 import orjson
 
 from launcher.procs import Child
+from tests.client import exchange
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER_ROOT = Path(os.environ.get("PULLCHAT_DOCKER_ROOT", "/var/cache/pullchat-docker"))
@@ -341,17 +341,10 @@ def call(
     timeout: float = 10.0,
 ) -> Answer:
     """One request to 127.0.0.1:`port` on a connection of its own."""
-    started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=dict(headers or {}))
-        resp = conn.getresponse()
-        raw = resp.read()
-        ctype = resp.getheader("Content-Type") or ""
-    finally:
-        conn.close()
-    parsed: Any = orjson.loads(raw) if ctype.startswith("application/json") else raw
-    return Answer(resp.status, parsed, ctype, time.monotonic() - started)
+    reply = exchange("127.0.0.1", port, method, path, body, headers, timeout)
+    json = reply.content_type.startswith("application/json")
+    parsed: Any = orjson.loads(reply.raw) if json else reply.raw
+    return Answer(reply.status, parsed, reply.content_type, reply.seconds)
 
 
 def send(port: int, timeout: float = 10.0, **fields: Any) -> Answer:
