@@ -210,12 +210,29 @@ def redis_child(
     return Child("redis", argv, redis_ping(url), log=log, url=url)
 
 
-def _tier_url(env: Mapping[str, str], tier: str, default_port: str) -> str:
-    """Where a tier answers by its settings (<tier>_HOST, <tier>_PORT), reached on loopback
-    when it listens on every address."""
+DEFAULT_PORTS = {"RPC": "8888", "HTTP": "8080"}
+
+
+def _tier_child(
+    env: Mapping[str, str],
+    log: Path | None,
+    name: str,
+    argv: list[str] | None,
+    tier: str,
+    probe: str,
+    also: tuple[int, ...] = (),
+) -> Child:
+    """A tier where <tier>_HOST and <tier>_PORT say, ready once `probe` answers.
+
+    One listening on every address is reached on loopback; `argv` runs
+    another build of the tier.
+    """
     host = env.get(f"{tier}_HOST") or "127.0.0.1"
-    port = env.get(f"{tier}_PORT") or default_port
-    return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    port = env.get(f"{tier}_PORT") or DEFAULT_PORTS[tier]
+    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    module = "rpc_srv" if tier == "RPC" else "http_srv"
+    ready = http_ok(f"{url}{probe}", also)
+    return Child(name, argv or [sys.executable, "-m", module], ready, env, log, url)
 
 
 def rpc_child(
@@ -224,12 +241,8 @@ def rpc_child(
     name: str = "rpc",
     argv: list[str] | None = None,
 ) -> Child:
-    """The RPC service where RPC_HOST and RPC_PORT say; `argv` runs another build of it."""
-    url = _tier_url(env, "RPC", "8888")
-    # Up once /health answers: 503 too, which names a store that is down or
-    # refuses us (the service is running and says so).
-    ready = http_ok(f"{url}/health", also=(503,))
-    return Child(name, argv or [sys.executable, "-m", "rpc_srv"], ready, env, log, url)
+    """The RPC service; up once /health answers, 503 too (it names a store that is down)."""
+    return _tier_child(env, log, name, argv, "RPC", "/health", also=(503,))
 
 
 def http_child(
@@ -238,7 +251,5 @@ def http_child(
     name: str = "http",
     argv: list[str] | None = None,
 ) -> Child:
-    """The front end where HTTP_HOST and HTTP_PORT say; `argv` runs another build of it."""
-    url = _tier_url(env, "HTTP", "8080")
-    ready = http_ok(f"{url}/ping")
-    return Child(name, argv or [sys.executable, "-m", "http_srv"], ready, env, log, url)
+    """The front end; up once /ping answers."""
+    return _tier_child(env, log, name, argv, "HTTP", "/ping")

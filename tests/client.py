@@ -42,6 +42,19 @@ def exchange(
     return Reply(resp.status, content_type, raw, time.monotonic() - started)
 
 
+def request(
+    base: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Reply:
+    """`exchange` with the server named by a base URL (``http://127.0.0.1:PORT``)."""
+    url = urlsplit(base)
+    return exchange(url.hostname or "127.0.0.1", url.port, method, path, body, headers, timeout)
+
+
 def http_call(
     base: str,
     method: str,
@@ -51,6 +64,5 @@ def http_call(
     timeout: float = 10.0,
 ) -> tuple[int, Any, float]:
     """One request on a fresh connection: (status, decoded JSON body, seconds taken)."""
-    url = urlsplit(base)
-    reply = exchange(url.hostname or "127.0.0.1", url.port, method, path, body, headers, timeout)
+    reply = request(base, method, path, body, headers, timeout)
     return reply.status, orjson.loads(reply.raw) if reply.raw else None, reply.seconds

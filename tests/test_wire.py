@@ -7,40 +7,23 @@ successful Pull reply is the public pull answer byte for byte.
 
 from __future__ import annotations
 
-import http.client
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from contract.wire import BATCH_PATH, NDJSON, OK_REPLY_PREFIX, PULL_PATH, SEND_PATH
 from launcher.stack import Stack
+from tests.client import request
 
 
 def post(base: str, path: str, body: Any, accept: str | None = None) -> tuple[str, bytes]:
-    """(Content-Type, raw body) of one POST."""
-    url = urlsplit(base)
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    """(Content-Type, raw body) of one POST of JSON."""
     headers = {"Content-Type": "application/json"}
     if accept is not None:
         headers["Accept"] = accept
-    try:
-        conn.request("POST", path, body=orjson.dumps(body), headers=headers)
-        resp = conn.getresponse()
-        return resp.getheader("Content-Type") or "", resp.read()
-    finally:
-        conn.close()
-
-
-def get(base: str, path: str) -> bytes:
-    url = urlsplit(base)
-    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().read()
-    finally:
-        conn.close()
+    reply = request(base, "POST", path, orjson.dumps(body), headers)
+    return reply.content_type, reply.raw
 
 
 def new_chat() -> tuple[str, str]:
@@ -81,4 +64,4 @@ def test_pull_answer_is_the_rpc_reply_byte_for_byte(stack: Stack) -> None:
         post(stack.base, "/api/send", {"chat": chat, "sender": sender, "text": text})
     _, rpc_page = post(stack.rpc_url, PULL_PATH, {"chat": chat, "cursor": 0, "limit": 2})
     assert rpc_page.startswith(OK_REPLY_PREFIX)
-    assert get(stack.base, f"/api/pull?chat={chat}&limit=2") == rpc_page
+    assert request(stack.base, "GET", f"/api/pull?chat={chat}&limit=2").raw == rpc_page
