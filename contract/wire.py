@@ -5,7 +5,7 @@ Requests and replies are JSON objects with snake_case field names:
 - ``POST /rpc/send``  ``{"message": {"chat", "text", "sender"}, "client_msg_id"?}``
   -> ``{"code", "msg", "chat", "send_time", "duplicate"}``
 - ``POST /rpc/pull``  ``{"chat", "cursor", "limit", "reverse"?}``
-  -> ``{"code", "msg", "messages", "has_more", "next_cursor"}``
+  -> ``{"code", "msg", "messages", "has_more", "next_cursor", "tail_cursor"?}``
 - ``POST /rpc/batch`` ``{"calls": [{"method": "send" | "pull", "request": {...}}]}``
   -> ``{"code", "msg", "replies": [...]}``: one reply per call, in order, each
   with its own code (the front end coalesces concurrent calls into these).
@@ -13,12 +13,16 @@ Requests and replies are JSON objects with snake_case field names:
   with the replies alone, one JSON object per line, in order (no JSON the
   service writes holds a raw newline), so a caller can pass each reply on
   without decoding it
+- ``GET /rpc/watch``: a WebSocket of new-message hints for waiting pulls
+  (rpc_srv/watch.py says what its frames hold)
 - ``GET /health`` -> ``{"code", "msg"}`` (code 0 when Redis answers)
 - ``GET /metrics``: Prometheus text format
 
 Every reply carries ``code`` (0 is success) and ``msg``, and its JSON begins
 with ``code``: a successful reply begins with OK_REPLY_PREFIX, byte for byte.
-A successful Pull reply has exactly the fields of the public pull answer, so
+A forward Pull reply (``reverse`` false) also carries ``tail_cursor``: the
+send_time of its last message plus 1, or the request's cursor when it is
+empty. A successful Pull reply has exactly the fields of the public pull answer, so
 the front end answers with its bytes as they are. The HTTP status is 200
 whenever a ``code`` is given; the code tells what happened. The ``msg`` of an
 INVALID_ARGUMENT reply names the field at fault first (``"limit: must be ..."``).
@@ -36,11 +40,16 @@ from enum import IntEnum
 SEND_PATH = "/rpc/send"
 PULL_PATH = "/rpc/pull"
 BATCH_PATH = "/rpc/batch"
+WATCH_PATH = "/rpc/watch"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 BATCH_MAX = 512
 NDJSON = "application/x-ndjson"  # a batch's replies, one per line (see above)
 OK_REPLY_PREFIX = b'{"code":0,'
+# How a successful Pull reply with no message begins (its key order is fixed).
+EMPTY_PAGE_PREFIX = b'{"code":0,"msg":"success","messages":[]'
+WATCH_HEARTBEAT = 10.0  # seconds between pings on a watch stream: a dead peer is noticed
+WATCH_FRAME_MAX = 4 * 1024 * 1024  # bytes in one frame of a watch stream
 # Set on every reply of a worker that is shutting down: clients should move on.
 DRAINING_HEADER = "X-Pullchat-Draining"
 

@@ -55,18 +55,23 @@ async def send_reply(chat: str, sent: Awaitable[SendResult]) -> Reply:
 def run_pull(store: MessageStore, _text_max_bytes: int, params: dict[str, Any]) -> Pending:
     """Pull(PullRequest{chat, cursor, limit, reverse}) -> PullResponse."""
     checked = pull_request(params, from_text=False)
-    return pull_reply(store.pull(checked.chat, checked.cursor, checked.limit, checked.reverse))
+    pulled = store.pull(checked.chat, checked.cursor, checked.limit, checked.reverse)
+    return pull_reply(pulled, None if checked.reverse else checked.cursor)
 
 
-async def pull_reply(pulled: Awaitable[Page]) -> Reply:
+async def pull_reply(pulled: Awaitable[Page], forward_from: int | None) -> Reply:
+    """The Pull reply; a forward one (`forward_from` its cursor) carries ``tail_cursor``."""
     page = await pulled
-    return {
+    reply = {
         "code": Code.OK,
         "msg": "success",
         "messages": page.wire,  # the page's JSON, embedded as it is
         "has_more": page.has_more,
         "next_cursor": page.next_cursor,
     }
+    if forward_from is not None:
+        reply["tail_cursor"] = page.last_send_time + 1 if page.count else forward_from
+    return reply
 
 
 METHODS: dict[str, Callable[[MessageStore, int, dict[str, Any]], Pending]] = {

@@ -38,6 +38,7 @@ def test_send_and_pull(stack: Stack) -> None:
         "messages": [{"chat": c, "text": "t", "sender": first, "send_time": sent["send_time"]}],
         "has_more": False,
         "next_cursor": 0,
+        "tail_cursor": sent["send_time"] + 1,
     }
 
 

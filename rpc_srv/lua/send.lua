@@ -10,6 +10,10 @@
 -- Returns {send_time, duplicate, number}. duplicate is 1 when KEYS[2] already
 -- named an earlier send: its send_time and number are returned, nothing is stored.
 --
+-- A stored message is announced on the shard channel new:{<chat>}, the key's name
+-- with im: replaced (so the same Cluster slot as KEYS[1]), with its send_time: a
+-- hint for waiting pulls (rpc_srv/notifications.py), sent only if the write is.
+--
 -- send_time = max(the store's clock, the newest send_time + 1) and number = the
 -- newest number + 1 (1 for a chat's first message), so both are unique and strictly
 -- increasing per chat whichever replica sent it. Trimming (XADD MINID) never drops
@@ -54,4 +58,5 @@ end
 if KEYS[2] then
   redis.call('SET', KEYS[2], t, 'EX', ARGV[3])
 end
+redis.call('SPUBLISH', 'new:' .. string.sub(KEYS[1], 4), t)
 return {send_time, 0, number}
