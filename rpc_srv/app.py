@@ -8,9 +8,11 @@ from aiohttp import web
 
 from rpc_srv import routes
 from rpc_srv.middlewares import errors_middleware, request_id_middleware
+from rpc_srv.notifications import Hub
 from rpc_srv.settings import Settings
-from rpc_srv.state import LIFECYCLE, STORE, TEXT_MAX_BYTES, Lifecycle
+from rpc_srv.state import HUB, LIFECYCLE, STORE, TEXT_MAX_BYTES, Lifecycle
 from rpc_srv.store import MessageStore
+from rpc_srv.watch import WATCH_STREAMS, close_streams
 
 
 async def open_store(settings: Settings) -> MessageStore:
@@ -31,7 +33,9 @@ def store_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = await open_store(settings)
         app[STORE] = store
+        app[HUB] = hub = Hub(store.redis)
         yield
+        await hub.close()
         await store.close()
 
     return ctx
@@ -45,7 +49,14 @@ def create_app(settings: Settings | None = None) -> web.Application:
         client_max_size=settings.request_max_bytes,
     )
     app[TEXT_MAX_BYTES] = settings.text_max_bytes
-    app[LIFECYCLE] = Lifecycle()
+    app[LIFECYCLE] = lifecycle = Lifecycle()
+    app[WATCH_STREAMS] = set()
+    lifecycle.on_drain.append(lambda: close_streams(app))
+
+    async def on_shutdown(app: web.Application) -> None:
+        close_streams(app)
+
+    app.on_shutdown.append(on_shutdown)
     app.cleanup_ctx.append(store_ctx(settings))
     routes.register(app)
     return app

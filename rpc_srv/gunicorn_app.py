@@ -53,7 +53,7 @@ class DrainingWorker(GunicornUVLoopWebWorker):
         lifecycle = self.runner.app[LIFECYCLE]
         if lifecycle.draining:
             return
-        lifecycle.draining = True
+        lifecycle.drain()
         server = self.runner.server
         if server is not None and not server.connections:
             self.stop_now(sig, frame)  # no client to tell

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -27,3 +27,14 @@ REDIS_COMMANDS = Histogram(
     buckets=SIZE_BUCKETS,
 )  # fmt: skip
 REDIS_ERRORS = Counter("pullchat_redis_errors_total", "Failed Redis round trips", ["kind"])
+WATCH_STREAMS = Gauge(
+    "pullchat_rpc_watch_streams", "Watch streams open (one per front-end worker)",
+    multiprocess_mode="livesum",
+)  # fmt: skip
+WATCHED_CHATS = Gauge(
+    "pullchat_rpc_watched_chats", "Chats whose new messages are subscribed to",
+    multiprocess_mode="livesum",
+)  # fmt: skip
+NOTIFICATIONS = Counter(
+    "pullchat_rpc_notifications_total", "New-message announcements received from Redis"
+)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from contract.wire import BATCH_PATH, HEALTH_PATH, METRICS_PATH, PULL_PATH, SEND_PATH
-from rpc_srv import handlers
+from contract.wire import BATCH_PATH, HEALTH_PATH, METRICS_PATH, PULL_PATH, SEND_PATH, WATCH_PATH
+from rpc_srv import handlers, watch
 
 
 def register(app: web.Application) -> None:
     app.router.add_post(SEND_PATH, handlers.send)
     app.router.add_post(PULL_PATH, handlers.pull)
     app.router.add_post(BATCH_PATH, handlers.batch)
+    app.router.add_get(WATCH_PATH, watch.watch)
     app.router.add_get(HEALTH_PATH, handlers.health)
     app.router.add_get(METRICS_PATH, handlers.metrics_text)

@@ -8,12 +8,13 @@ draining, by the worker that serves the application (gunicorn_app.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from rpc_srv.notifications import Hub
 from rpc_srv.store import MessageStore
 
 
@@ -22,7 +23,14 @@ class Lifecycle:
     """Whether the worker is draining, and the calls it lets finish with nobody waiting."""
 
     draining: bool = False
+    on_drain: list[Callable[[], None]] = field(default_factory=list)  # run when draining starts
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def drain(self) -> None:
+        """Start draining: replies tell clients to move on, watch streams are closed."""
+        self.draining = True
+        for callback in self.on_drain:
+            callback()
 
     def finish_later(self, pending: Coroutine[Any, Any, Any]) -> None:
         """Run a queued call to its end in the background (its batch was cancelled)."""
@@ -32,5 +40,6 @@ class Lifecycle:
 
 
 STORE = web.AppKey("store", MessageStore)
+HUB = web.AppKey("hub", Hub)  # new-message hints for the watch streams
 TEXT_MAX_BYTES = web.AppKey("text_max_bytes", int)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
