@@ -12,6 +12,7 @@ from http_srv.logs import log_config
 from http_srv.request_id import IdRequest
 from http_srv.rpc_client import RpcClient
 from http_srv.settings import Settings
+from http_srv.waits import Waits
 
 APP_NAME = "pullchat"
 
@@ -31,8 +32,11 @@ def create_app(settings: Settings | None = None) -> App:
         REQUEST_MAX_HEADER_SIZE=settings.request_max_header_bytes,
         REQUEST_TIMEOUT=settings.request_timeout,
         # Counted from a request's first byte (see deadline_protocol.py): reading it,
-        # then at most one RPC call, then a little slack.
-        RESPONSE_TIMEOUT=settings.request_timeout + settings.rpc_timeout + 1,
+        # then at most a pull's wait and one RPC call, then a little slack.
+        RESPONSE_TIMEOUT=settings.request_timeout
+        + settings.pull_wait_max
+        + settings.rpc_timeout
+        + 1,
         KEEP_ALIVE_TIMEOUT=settings.keepalive_timeout,
         GRACEFUL_SHUTDOWN_TIMEOUT=settings.graceful_timeout,
         ACCESS_LOG=settings.access_log,
@@ -53,6 +57,13 @@ def create_app(settings: Settings | None = None) -> App:
             settings.rpc_resolve_interval,
         )
         await app.ctx.rpc.start()
+        app.ctx.waits = Waits(app.ctx.rpc)
+        app.ctx.waits.start()
+
+    @app.before_server_stop
+    async def answer_waits(app: App) -> None:
+        # Parked pulls answer their empty page now, not at the end of their wait.
+        await app.ctx.waits.close()
 
     @app.after_server_stop
     async def close_rpc(app: App) -> None:

@@ -9,11 +9,13 @@ from sanic.config import Config
 
 from http_srv.rpc_client import RpcClient
 from http_srv.settings import Settings
+from http_srv.waits import Waits
 
 
 class AppContext:
     settings: Settings
     rpc: RpcClient  # opened when the worker starts
+    waits: Waits  # pulls waiting for a message, and the stream that wakes them
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -12,7 +12,15 @@ from sanic.http import Http
 from contract import prom
 from http_srv.context import ctx
 from http_srv.errors import ApiError
-from http_srv.params import merge_fields, parse_body, parse_urlencoded, pull_params, send_params
+from http_srv.params import (
+    merge_fields,
+    parse_body,
+    parse_urlencoded,
+    pull_params,
+    send_params,
+    wait_param,
+)
+from http_srv.waits import is_empty
 
 _PONG = orjson.dumps({"message": "pong"})
 
@@ -90,8 +98,14 @@ async def send(request: Request) -> HTTPResponse:
 
 
 async def pull(request: Request) -> HTTPResponse:
-    params = pull_params(await request_fields(request))
-    page = await ctx(request).rpc.pull(params.chat, params.cursor, params.limit, params.reverse)
+    state = ctx(request)
+    fields = await request_fields(request)
+    params = pull_params(fields)
+    wait = wait_param(fields, state.settings.pull_wait_max)
+    mark = state.waits.mark(params.chat) if wait else None
+    page = await state.rpc.pull(params.chat, params.cursor, params.limit, params.reverse)
+    if mark is not None and is_empty(page):
+        page = await state.waits.wait(params, mark, page, wait)  # see waits.py
     # The RPC service's Pull reply is the answer, field for field: passed on as it is.
     return HTTPResponse(page, content_type="application/json")
 

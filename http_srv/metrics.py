@@ -29,6 +29,17 @@ RPC_BATCH_CALLS = Histogram(
     "pullchat_rpc_client_batch_calls", "Calls coalesced into one RPC request",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )  # fmt: skip
+WAITING_PULLS = Gauge(
+    "pullchat_http_waiting_pulls", "Pulls parked until a message arrives (wait)",
+    multiprocess_mode="livesum",
+)  # fmt: skip
+WAKE_READS = Counter(
+    "pullchat_http_wake_reads_total", "Pages read again for parked pulls (one per group)"
+)
+WATCH_STREAM_OPEN = Gauge(
+    "pullchat_http_watch_streams", "Watch streams to the RPC service open (one per worker)",
+    multiprocess_mode="livesum",
+)  # fmt: skip
 RPC_REPLICAS = Gauge(
     "pullchat_rpc_client_replicas", "RPC replicas the client knows of", multiprocess_mode="max"
 )

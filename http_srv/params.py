@@ -18,10 +18,18 @@ import orjson
 from sanic.headers import parse_content_header
 from sanic.request.form import parse_multipart_form
 
-from contract.requests import FieldError, PullRequest, SendRequest, pull_request, send_request
+from contract.requests import (
+    FieldError,
+    PullRequest,
+    SendRequest,
+    pull_request,
+    send_request,
+)
+from contract.wire import CURSOR_MAX
 from http_srv.errors import ApiError, bad_field
 
 MAX_FIELDS = 100  # a query or form with more fields than this is refused
+_WAIT_DIGITS = 9  # a wait of more digits is above any maximum
 
 
 def _first_wins(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -130,3 +138,22 @@ def pull_params(fields: Mapping[str, Any]) -> PullRequest:
         return pull_request(fields, from_text=True)
     except FieldError as exc:
         raise bad_field(exc.field, exc.problem) from None
+
+
+def wait_param(fields: Mapping[str, Any], wait_max: int) -> int:
+    """A pull's ``wait``: whole seconds, as digits or a JSON integer, at most `wait_max`.
+
+    Blank or absent is 0 (as for ``cursor``). Any number of digits is a
+    number, only how long it is waited is bounded; a JSON integer is at most
+    2^63-1, as a cursor is. Anything else is a 400.
+    """
+    value = fields.get("wait")
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return wait_max if len(value) > _WAIT_DIGITS else min(int(value), wait_max)
+    if type(value) is int and 0 <= value <= CURSOR_MAX:  # a JSON integer: int64, as cursor
+        return min(value, wait_max)
+    raise bad_field(
+        "wait", f"must be a whole number of seconds, 0 or more (at most {wait_max} are waited)"
+    )

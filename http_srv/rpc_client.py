@@ -39,6 +39,8 @@ from contract.wire import (
     OK_REPLY_PREFIX,
     PULL_PATH,
     SEND_PATH,
+    WATCH_HEARTBEAT,
+    WATCH_PATH,
     Code,
 )
 from http_srv import metrics
@@ -82,6 +84,7 @@ class RpcClient:
         self.pool_size = pool_size
         self.keepalive = keepalive
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
         self._calls = TickCoalescer(self._dispatch, max_batch if batch else 1)
         self._resolver_task: asyncio.Task[None] | None = None
 
@@ -92,6 +95,11 @@ class RpcClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.timeout),
+            skip_auto_headers=("User-Agent",),
+        )
+        # Watch streams live long: a session of their own, bounded only in connecting.
+        self._watch_session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout),
             skip_auto_headers=("User-Agent",),
         )
         await self.endpoints.refresh()
@@ -112,6 +120,28 @@ class RpcClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._watch_session is not None:
+            await self._watch_session.close()
+            self._watch_session = None
+
+    async def watch(self) -> tuple[aiohttp.ClientWebSocketResponse, Endpoint]:
+        """A watch stream (rpc_srv/watch.py) to the first replica that opens one."""
+        if self._watch_session is None:
+            raise ApiError(503, "RPC client is not started")
+        failures = 0
+        while True:
+            endpoint = self.endpoints.pick()
+            try:
+                ws = await self._watch_session.ws_connect(
+                    endpoint.url + WATCH_PATH, heartbeat=WATCH_HEARTBEAT, max_msg_size=0
+                )
+            except aiohttp.ClientError:
+                self.endpoints.mark_down(endpoint)
+                failures += 1
+                if failures >= len(self.endpoints):
+                    raise
+                continue
+            return ws, endpoint
 
     async def send(
         self, chat: str, sender: str, text: str, client_msg_id: str | None

@@ -33,6 +33,9 @@ class Settings:
         "RPC_BATCH", True, doc="coalesce the RPC calls of one event-loop tick into one request"
     )
     rpc_batch_max: int = setting("RPC_BATCH_MAX", 128, minimum=1, doc="calls per batch at most")
+    pull_wait_max: int = setting(
+        "PULL_WAIT_MAX", 30, minimum=0, doc="a pull's wait above this many seconds waits this long"
+    )
     request_max_bytes: int = setting("REQUEST_MAX_BYTES", 1024 * 1024, minimum=1024)
     request_max_header_bytes: int = setting(
         "REQUEST_MAX_HEADER_BYTES", 8192, minimum=1024, doc="request line and headers; 431 over"

@@ -2,7 +2,7 @@
 
 Every operation of ``http_srv/openapi.json`` (send and pull, and cheaply ping,
 the document and the metrics) gets generated requests, valid and invalid, sent
-to a real stack (the session's ``stack`` fixture, on 127.0.0.1). Every answer
+to a real stack (a ``stack`` of its own, on 127.0.0.1). Every answer
 must pass schemathesis' own checks: no 5xx, a documented status, the documented
 content type, headers and body schema, 405 with ``Allow`` for other methods,
 schema-violating requests rejected and schema-valid ones accepted. The last two
@@ -53,6 +53,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from http_srv.errors import ApiError
 from http_srv.params import merge_fields, parse_body, parse_urlencoded
 from launcher.stack import Stack
+from tests.stacks import StackFactory
 
 # Fuzzed cases per operation. Schemathesis adds its example and coverage cases
 # (some 240 for send and 220 for pull), so 1500 sends about 3,450 requests to
@@ -252,7 +253,19 @@ def documented_negative_rejection(ctx: CheckContext, response: Response, case: C
 # Fixtures.
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The service for the fuzzer, its waits cut to nothing (PULL_WAIT_MAX=0).
+
+    A generated ``wait`` would otherwise hold a case with an empty page up to
+    30 s; what a wait does is tested in test_longpoll.py.
+    """
+    stacks = StackFactory(tmp_path_factory.mktemp("fuzz-stack"))
+    yield stacks(redis_url, REQUEST_TIMEOUT="2", PULL_WAIT_MAX="0")
+    stacks.stop_all()
+
+
+@pytest.fixture(scope="module")
 def served_document(stack: Stack) -> bytes:
     """The document the server serves: byte for byte the one the cases come from."""
     served = requests.get(f"{stack.base}/docs/openapi.json", timeout=10)

@@ -22,7 +22,7 @@ from sanic import Sanic
 from contract.chat import ChatError, check_member, split_chat
 from http_srv.app import create_app
 from http_srv.errors import ApiError
-from http_srv.params import pull_params, send_params
+from http_srv.params import pull_params, send_params, wait_param
 from http_srv.routes import DOCS_ASSETS_ROUTE
 from http_srv.settings import Settings
 from launcher.stack import Stack
@@ -383,12 +383,22 @@ def test_chat_schema_matches_the_server(chat: str) -> None:
         {"chat": "a:b", "reverse": 2},
         {"chat": "a:b:c"},
         {"chat": 5},
+        {"chat": "a:b", "wait": 0},
+        {"chat": "a:b", "wait": 25},
+        {"chat": "a:b", "wait": 10**30},
+        {"chat": "a:b", "wait": None},
+        {"chat": "a:b", "wait": -1},
+        {"chat": "a:b", "wait": 1.5},
+        {"chat": "a:b", "wait": "25"},
+        {"chat": "a:b", "wait": True},
     ],
 )
 def test_pull_body_schema_never_stricter_than_the_server(fields: dict[str, Any]) -> None:
     """A JSON pull body the server accepts passes the schema, and these refusals are caught."""
     try:
-        pull_params({k: v for k, v in fields.items() if v is not None})
+        given = {k: v for k, v in fields.items() if v is not None}
+        pull_params(given)
+        wait_param(given, 30)
         accepted = True
     except ApiError:
         accepted = False
