@@ -11,6 +11,7 @@ from sanic.http import Http
 
 from contract import prom
 from http_srv.context import ctx
+from http_srv.deadline_protocol import own_deadline
 from http_srv.errors import ApiError
 from http_srv.params import (
     merge_fields,
@@ -105,7 +106,8 @@ async def pull(request: Request) -> HTTPResponse:
     mark = state.waits.mark(params.chat) if wait else None
     page = await state.rpc.pull(params.chat, params.cursor, params.limit, params.reverse)
     if mark is not None and is_empty(page):
-        page = await state.waits.wait(params, mark, page, wait)  # see waits.py
+        with own_deadline(request):  # the wait bounds it: no periodic checks meanwhile
+            page = await state.waits.wait(params, mark, page, wait)  # see waits.py
     # The RPC service's Pull reply is the answer, field for field: passed on as it is.
     return HTTPResponse(page, content_type="application/json")
 

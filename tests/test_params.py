@@ -14,6 +14,7 @@ from http_srv.params import (
     parse_urlencoded,
     pull_params,
     send_params,
+    wait_param,
 )
 from rpc_srv.calls import run_pull, run_send
 
@@ -216,6 +217,19 @@ class TestPull:
     def test_bad_fields_name_the_field(self, fields: dict[str, Any], field: str) -> None:
         """Every bad pull field is a 400 whose message starts with its name."""
         fails(400, field, pull_params, fields)
+
+
+class TestWait:
+    @pytest.mark.parametrize(
+        ("value", "seconds"),
+        [(None, 0), ("", 0), ("0", 0), ("25", 25), (25, 25), ("31", 30), ("9" * 5000, 30)],
+    )
+    def test_seconds_clamped_to_the_maximum(self, value: Any, seconds: int) -> None:
+        assert wait_param({"wait": value}, 30) == seconds
+
+    @pytest.mark.parametrize("value", ["-1", "1.5", "1e3", " 2", "٣", -1, 1.5, True, 2**63, "x"])
+    def test_anything_else_is_a_400_naming_wait(self, value: Any) -> None:
+        fails(400, "wait", wait_param, {"wait": value}, 30)
 
 
 class TestOneRuleBothTiers:
