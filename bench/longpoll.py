@@ -1,7 +1,8 @@
 """``python -m bench.longpoll``: what waiting pulls cost, and how soon they wake.
 
 One run starts the stack (bench/stack.py), preloads the workload chats, and
-for each count of parked waiters (``--waiters``, default 100,1000,10000):
+for each count of parked waiters (``--waiters``, default 0,100,1000,10000;
+0 gives the stack's own idle CPU):
 
 1. parks that many tail loops (``pull(cursor=tail_cursor, wait=30)``), one per
    chat of its own, spread over the front-end workers by the kernel;
@@ -210,7 +211,8 @@ async def waiting_costs(
             cpu_before = procstat.cpu_seconds(pids)
             await asyncio.sleep(idle_seconds)
             idle_cpu = procstat.cpu_seconds(pids) - cpu_before
-            delivery = await probe(waiters, sender, probes)
+            # No waiter: the stack's own idle CPU, the baseline of the others.
+            delivery = await probe(waiters, sender, probes) if count else {}
             results.append(
                 {
                     "waiters": count,
@@ -218,7 +220,7 @@ async def waiting_costs(
                     "idle_cpu_percent_of_one_core": round(idle_cpu / idle_seconds * 100, 2),
                     "rss_before_mb": round(rss_before / 2**20, 1),
                     "rss_parked_mb": round(rss_after / 2**20, 1),
-                    "bytes_per_waiter": round((rss_after - rss_before) / count),
+                    "bytes_per_waiter": round((rss_after - rss_before) / count) if count else 0,
                     "client_errors": waiters.errors,
                     **delivery,
                 }
@@ -302,10 +304,10 @@ def markdown(report: dict[str, Any]) -> Iterator[str]:
     yield "not delivered | idle CPU (% of one core) | bytes per waiter |\n"
     yield "|---|---|---|---|---|\n"
     for r in report["waiting"]:
-        d = r["ack_to_answer_ms"]
+        d = r.get("ack_to_answer_ms", {})
         yield (
             f"| {r['waiters']:,} | {d.get('p50')} / {d.get('p99')} / {d.get('max')} | "
-            f"{r['not_delivered_within_5s']} | {r['idle_cpu_percent_of_one_core']} | "
+            f"{r.get('not_delivered_within_5s', '-')} | {r['idle_cpu_percent_of_one_core']} | "
             f"{r['bytes_per_waiter']:,} |\n"
         )
     yield "\nThroughput at c=50 (wrk, rounds alternate):\n\n"
@@ -322,7 +324,7 @@ def markdown(report: dict[str, Any]) -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.longpoll", description=__doc__)
-    parser.add_argument("--waiters", default="100,1000,10000")
+    parser.add_argument("--waiters", default="0,100,1000,10000")
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--load-waiters", type=int, default=1000)
