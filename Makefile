@@ -4,10 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-docker lint format typecheck check clean bench bench-smoke
+.PHONY: help run test test-docker lint format typecheck check clean bench bench-smoke bench-longpoll
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench: $(VENV)/.installed-bench ## benchmark the whole stack with wrk and hey (B
 
 bench-smoke: $(VENV)/.installed-bench ## a one-minute benchmark that fails on any request error
 	$(BIN)/python -m bench --smoke
+
+bench-longpoll: $(VENV)/.installed-bench ## what waiting pulls cost: delivery latency, idle CPU, memory (~6 min)
+	$(BIN)/python -m bench.longpoll $(BENCH_ARGS)
 
 check: lint typecheck test bench-smoke ## everything CI runs after installing
 
