@@ -42,6 +42,15 @@ class SortedSetPage:
         """The messages for the reply, encoded with it (as that version did)."""
         return self.messages
 
+    @property
+    def count(self) -> int:
+        return len(self.messages)
+
+    @property
+    def last_send_time(self) -> int:
+        """Of the page's last message, 0 when empty (as a Page says it, for tail_cursor)."""
+        return int(self.messages[-1]["send_time"]) if self.messages else 0
+
 
 class SortedSetStore(MessageStore):
     """Send and pull on the sorted-set layout, exactly as the version before streams did."""
