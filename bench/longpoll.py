@@ -54,18 +54,6 @@ def raise_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def rss_bytes(pids: set[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-        total += int(found.group(1)) * 1024 if found else 0
-    return total
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -204,10 +192,10 @@ async def waiting_costs(
         for count in counts:
             waiters = Waiters(target.url, session, f"{count}-{time.time_ns() % 10**6}")
             pids = stack_pids(target)
-            rss_before = rss_bytes(pids)
+            rss_before = procstat.rss_bytes(pids)
             await waiters.park(count)
             await asyncio.sleep(1)  # watches confirmed, first looks done
-            rss_after = rss_bytes(pids)
+            rss_after = procstat.rss_bytes(pids)
             cpu_before = procstat.cpu_seconds(pids)
             await asyncio.sleep(idle_seconds)
             idle_cpu = procstat.cpu_seconds(pids) - cpu_before

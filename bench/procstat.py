@@ -139,3 +139,17 @@ def server_roots(port: int) -> list[int]:
                 break
         roots.add(pid)
     return sorted(roots)
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Resident memory of these processes (those that still exist), in bytes."""
+    total = 0
+    for pid in pids:
+        try:
+            status = (PROC / str(pid) / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024  # reported in kB
+    return total

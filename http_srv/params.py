@@ -23,13 +23,14 @@ from contract.requests import (
     PullRequest,
     SendRequest,
     pull_request,
+    read_int,
     send_request,
 )
 from contract.wire import CURSOR_MAX
 from http_srv.errors import ApiError, bad_field
 
 MAX_FIELDS = 100  # a query or form with more fields than this is refused
-_WAIT_DIGITS = 9  # a wait of more digits is above any maximum
+_WAIT_DIGITS = 18  # digits that always fit an int64; a longer wait waits the maximum
 
 
 def _first_wins(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -141,19 +142,18 @@ def pull_params(fields: Mapping[str, Any]) -> PullRequest:
 
 
 def wait_param(fields: Mapping[str, Any], wait_max: int) -> int:
-    """A pull's ``wait``: whole seconds, as digits or a JSON integer, at most `wait_max`.
+    """A pull's ``wait``: whole seconds, by the contract's integer rule, at most `wait_max`.
 
-    Blank or absent is 0 (as for ``cursor``). Any number of digits is a
-    number, only how long it is waited is bounded; a JSON integer is at most
-    2^63-1, as a cursor is. Anything else is a 400.
+    Blank or absent is 0 (as for ``cursor``). Digits beyond any integer of the
+    contract still make a number, and wait the maximum. Anything else is a 400.
     """
     value = fields.get("wait")
-    if value is None or value == "":
-        return 0
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return wait_max if len(value) > _WAIT_DIGITS else min(int(value), wait_max)
-    if type(value) is int and 0 <= value <= CURSOR_MAX:  # a JSON integer: int64, as cursor
-        return min(value, wait_max)
-    raise bad_field(
-        "wait", f"must be a whole number of seconds, 0 or more (at most {wait_max} are waited)"
-    )
+    if isinstance(value, str) and len(value) > _WAIT_DIGITS and value.isascii() and value.isdigit():
+        return wait_max
+    try:
+        wait = read_int(fields, "wait", CURSOR_MAX, from_text=True, blank_ok=True) or 0
+    except FieldError:
+        raise bad_field(
+            "wait", f"must be a whole number of seconds, 0 or more (at most {wait_max} are waited)"
+        ) from None
+    return min(wait, wait_max)

@@ -101,7 +101,7 @@ class Waits:
         self._outgoing: dict[str, list[str]] = {"watch": [], "unwatch": []}
         self._flushing = False
         self._stream_task: asyncio.Task[None] | None = None
-        self._reads: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # page reads and frames being sent
         self._closed = False
 
     def start(self) -> None:
@@ -119,7 +119,7 @@ class Waits:
             self._stream_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._stream_task
-        await asyncio.gather(*self._reads, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def mark(self, chat: str) -> Mark:
         """Note `chat`'s watch before a pull's first read (see `wait`)."""
@@ -169,8 +169,8 @@ class Waits:
             return
         group.reading = True
         task = asyncio.create_task(self._read_group(group))
-        self._reads.add(task)
-        task.add_done_callback(self._reads.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _read_group(self, group: _Group) -> None:
         chat, cursor, limit, reverse = group.key
@@ -235,8 +235,8 @@ class Waits:
         self._outgoing = {"watch": [], "unwatch": []}
         if frame and self._ws is not None and not self._ws.closed:
             task = asyncio.create_task(self._ws.send_bytes(orjson.dumps(frame)))
-            self._reads.add(task)
-            task.add_done_callback(self._reads.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _keep_stream(self) -> None:
         backoff = RECONNECT_MIN
