@@ -9,10 +9,20 @@ script touches lives in one slot:
   value the text as a JSON string, as the wire carries it.
 - ``idem:{alice:bob}:<client_msg_id>``: the send_time given to an earlier send
   with that idempotency key; expires after ``idempotency_ttl`` seconds.
+- ``read:{alice:bob}``: a hash of the members' read cursors: place -> the
+  send_time read up to (a member's own send moves theirs to it).
+- ``chats:{alice}``: alice's conversation list, a sorted set: chat -> the
+  send_time of its newest message. Updated by every send (ZADD GT).
 - ``pullchat:layout``: which layout the store holds (see `check_layout`).
 
 A send is ``lua/send.lua``, run by EVALSHA and loaded again after a ``SCRIPT
-FLUSH`` or a restart of Redis. A pull is one ``XRANGE`` (or ``XREVRANGE``) of
+FLUSH`` or a restart of Redis. On a single server it updates both members'
+lists in the same atomic step. On a Redis Cluster the lists live in their
+members' slots, so after the chat's script has stored the message the store
+runs ``lua/index.lua`` once per member, before the send is answered; that
+update only ever raises a chat's send_time, so a retried send with the same
+idempotency key repeats it harmlessly (see `MessageStore.send` for what a
+crash between the two writes leaves behind). A pull is one ``XRANGE`` (or ``XREVRANGE``) of
 ``limit + 1`` entries, atomic on its own: the extra entry tells ``has_more`` and
 ``next_cursor``. A script could do no more here and costs Redis about twice as
 much per page (every entry it reads becomes Lua values). Both go through the
@@ -24,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Coroutine, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Coroutine, Iterable
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, NamedTuple, cast
@@ -56,6 +66,22 @@ class StoreUnavailable(Exception):
 
 class StoreNeedsMigration(Exception):
     """The store still holds chats in an earlier layout: they must be migrated first."""
+
+
+class ReadState(NamedTuple):
+    """A chat as one member sees it (lua/conversation.lua)."""
+
+    read_cursor: int
+    unread: int
+    last_message_json: bytes | None  # {"chat", "text", "sender", "send_time"}; None if empty
+
+
+class ChatsPage(NamedTuple):
+    """One page of a member's conversation list."""
+
+    entries: list[tuple[str, int]]  # (chat, newest send_time as listed), most recent first
+    has_more: bool
+    latest_activity: int  # the list's newest send_time (0 when empty)
 
 
 class SendResult(NamedTuple):
@@ -96,6 +122,16 @@ US_PER_DAY = 86_400 * 1_000_000
 def chat_key(chat: str) -> str:
     """The stream of a canonical chat."""
     return f"im:{{{chat}}}"
+
+
+def read_key(chat: str) -> str:
+    """The members' read cursors of a canonical chat (same slot as the chat)."""
+    return f"read:{{{chat}}}"
+
+
+def list_key(member: str) -> str:
+    """A member's conversation list (the member's own slot)."""
+    return f"chats:{{{member}}}"
 
 
 def sender_place(chat: str, sender: str) -> bytes:
@@ -197,10 +233,14 @@ class MessageStore:
         self.retention_us = retention_days * US_PER_DAY
         self._register_scripts(redis)
         self._pipeliner = Pipeliner(redis, max_in_flight=pool_size)
+        self._cluster = isinstance(redis, RedisCluster)
 
     def _register_scripts(self, redis: Redis | RedisCluster) -> None:
         """The store's scripts (another layout's store registers its own)."""
         self._send = redis.register_script(lua("send.lua"))
+        self._index = redis.register_script(lua("index.lua"))
+        self._conversation = redis.register_script(lua("conversation.lua"))
+        self._chats = redis.register_script(lua("chats.lua"))
 
     @classmethod
     def from_url(
@@ -300,8 +340,22 @@ class MessageStore:
         The script call is queued before this returns (``Pipeliner.submit``). With a
         `client_msg_id`, a send already stored under that id returns the first
         send_time and stores nothing, so such a send is safe to retry.
+
+        Both members' conversation lists are up to date when the result is: on
+        a single server the script updates them; on a Cluster `_listed` does,
+        after the script. If that second write fails (or the service dies
+        between the two), the send fails with StoreUnavailable although the
+        message is stored: until a retry with the same `client_msg_id` (which
+        repeats the update) or the chat's next send, the chat is listed at its
+        earlier send_time, or not at all if this was its first message, and a
+        waiting chats request is not woken by it. The message itself, its
+        pull, the read cursors and unread counts (all in the chat's slot) are
+        right at once.
         """
-        keys = [chat_key(chat)]
+        keys = [chat_key(chat), read_key(chat)]
+        lists = 0 if self._cluster else 2
+        if lists:
+            keys += [list_key(member) for member in chat.split(":")]
         if client_msg_id is not None:
             keys.append(idempotency_key(chat, client_msg_id))
         args = (
@@ -309,9 +363,61 @@ class MessageStore:
             orjson.dumps(text),
             self.idempotency_ttl,
             self.retention_us,
+            lists,
         )
         retry_safe = client_msg_id is not None
-        return self._sent(self._pipeliner.submit(self._send, keys, args, retry_safe))
+        sent = self._sent(self._pipeliner.submit(self._send, keys, args, retry_safe))
+        return self._listed(chat, sent) if self._cluster else sent
+
+    async def _listed(self, chat: str, sent: Awaitable[SendResult]) -> SendResult:
+        """The send's result once both members' lists have it (on a Cluster)."""
+        result = await sent
+        updates = [self.list_chat(list_key(m), chat, result.send_time) for m in chat.split(":")]
+        for update in updates:
+            await update
+        return result
+
+    def list_chat(self, key: str, chat: str, send_time: int) -> Coroutine[Any, Any, Any]:
+        """Raise `chat` to `send_time` in the list `key` (never lower it), queued now."""
+        return _settled(self._pipeliner.submit(self._index, [key], (chat, send_time), True))
+
+    def chats(self, member: str, limit: int, after: tuple[int, str] | None) -> ChatsPageCall:
+        """A page of `member`'s conversation list, queued now; after (send_time, chat) if given."""
+        args: tuple[Any, ...] = (limit,) if after is None else (limit, *after)
+        listed = self._pipeliner.submit(self._chats, [list_key(member)], args, True)
+        return self._chats_page(limit, listed)
+
+    @staticmethod
+    async def _chats_page(limit: int, pending: asyncio.Future[Any]) -> ChatsPage:
+        reply = await _settled(pending)
+        latest = int(float(reply[0]))
+        rows = [(_text(reply[i]), int(float(reply[i + 1]))) for i in range(1, len(reply) - 1, 2)]
+        return ChatsPage(rows[:limit], len(rows) > limit, latest)
+
+    def read_state(
+        self, chat: str, member: str, read_up_to: int | None = None
+    ) -> Coroutine[Any, Any, ReadState]:
+        """`member`'s view of a canonical chat, queued now; with `read_up_to`, a read receipt.
+
+        The read cursor moves to `read_up_to` (never back, never past the
+        chat's newest message); the state returned is after the move.
+        """
+        args: tuple[Any, ...] = (sender_place(chat, member),)
+        if read_up_to is not None:
+            args += (read_up_to,)
+        keys = [chat_key(chat), read_key(chat)]
+        # A receipt only ever moves the cursor forward: running it twice is running it once.
+        pending = self._pipeliner.submit(self._conversation, keys, args, retry_safe=True)
+        return self._read_state(chat, pending)
+
+    @staticmethod
+    async def _read_state(chat: str, pending: asyncio.Future[Any]) -> ReadState:
+        reply = await _settled(pending)
+        cursor, unread = int(reply[0]), int(reply[1])
+        if len(reply) < 5:
+            return ReadState(cursor, unread, None)
+        entry = (reply[2], (reply[3], reply[4]))
+        return ReadState(cursor, unread, page_json(chat, (entry,))[1:-1])
 
     def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Coroutine[Any, Any, Page]:
         """One page of a canonical chat, queued now.
@@ -350,6 +456,13 @@ class MessageStore:
         next_cursor = send_time_of(rows[limit][0]) if has_more else 0
         last_send_time = send_time_of(page[-1][0]) if page else 0
         return Page(messages, len(page), has_more, next_cursor, last_send_time)
+
+
+ChatsPageCall = Coroutine[Any, Any, ChatsPage]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def send_time_of(entry_id: bytes) -> int:
