@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contract import chats_cursor
 from contract.chat import (
     ChatError,
     canonical_chat,
@@ -27,7 +28,15 @@ from contract.chat import (
     split_chat,
     utf8_longer_than,
 )
-from contract.wire import CLIENT_MSG_ID_MAX_CHARS, CURSOR_MAX, PULL_LIMIT_DEFAULT, PULL_LIMIT_MAX
+from contract.chats_cursor import ChatsCursor
+from contract.wire import (
+    CHATS_LIMIT_DEFAULT,
+    CHATS_LIMIT_MAX,
+    CLIENT_MSG_ID_MAX_CHARS,
+    CURSOR_MAX,
+    PULL_LIMIT_DEFAULT,
+    PULL_LIMIT_MAX,
+)
 
 Fields = Mapping[str, Any]
 
@@ -61,6 +70,20 @@ class PullRequest:
     reverse: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ChatsRequest:
+    user: str
+    limit: int
+    after: ChatsCursor | None  # the page starts after this entry; None: from the newest
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    chat: str  # canonical
+    user: str
+    send_time: int
+
+
 def read_str(fields: Fields, name: str) -> str | None:
     value = fields.get(name)
     if value is None or isinstance(value, str):
@@ -90,13 +113,13 @@ def read_chat(fields: Fields, name: str = "chat") -> tuple[str, str] | None:
 
 
 def read_int(
-    fields: Fields, name: str, hi: int, *, from_text: bool, blank_ok: bool = False
+    fields: Fields, name: str, hi: int, *, from_text: bool, blank_ok: bool = False, lo: int = 0
 ) -> int | None:
-    """An integer from 0 to `hi`; with `from_text` also plain ASCII digits ("" if `blank_ok`)."""
+    """An integer from `lo` to `hi`; with `from_text` also ASCII digits ("" if `blank_ok`)."""
     value = fields.get(name)
     if value is None:
         return None
-    problem = f"must be an integer from 0 to {hi}"
+    problem = f"must be an integer from {lo} to {hi}"
     if from_text and isinstance(value, str):
         if value == "" and blank_ok:
             return None
@@ -105,7 +128,7 @@ def read_int(
         value = int(value)
     elif type(value) is not int:
         raise FieldError(name, problem)
-    if not 0 <= value <= hi:
+    if not lo <= value <= hi:
         raise FieldError(name, problem)
     return value
 
@@ -180,3 +203,40 @@ def pull_request(fields: Fields, *, from_text: bool) -> PullRequest:
     limit = read_int(fields, "limit", PULL_LIMIT_MAX, from_text=from_text) or PULL_LIMIT_DEFAULT
     reverse = read_bool(fields, "reverse", from_text=from_text) or False
     return PullRequest(canonical_chat(*members), cursor, limit, reverse)
+
+
+def read_user(fields: Fields) -> str:
+    user = read_member(fields, "user")
+    if user is None:
+        raise FieldError("user", "is required")
+    return user
+
+
+def chats_request(fields: Fields, *, from_text: bool) -> ChatsRequest:
+    """A conversation list's page: user, limit (1..100, default 20) and an opaque cursor."""
+    user = read_user(fields)
+    limit = read_int(fields, "limit", CHATS_LIMIT_MAX, from_text=from_text, lo=1)
+    cursor = read_str(fields, "cursor")
+    after = None
+    if cursor:  # "" is what the last page gives as next_cursor: from the newest
+        try:
+            after = chats_cursor.decode(cursor, user)
+        except chats_cursor.CursorError:
+            raise FieldError(
+                "cursor", "is not a next_cursor of this user's list (give it as it was received)"
+            ) from None
+    return ChatsRequest(user, limit or CHATS_LIMIT_DEFAULT, after)
+
+
+def read_request(fields: Fields, *, from_text: bool) -> ReadRequest:
+    """A read receipt: chat, user (one of its members) and the send_time read up to."""
+    members = read_chat(fields)
+    if members is None:
+        raise FieldError("chat", "is required")
+    user = read_user(fields)
+    if user not in members:
+        raise FieldError("user", "must be one of the chat's two members")
+    send_time = read_int(fields, "send_time", CURSOR_MAX, from_text=from_text)
+    if send_time is None:
+        raise FieldError("send_time", "is required")
+    return ReadRequest(canonical_chat(*members), user, send_time)

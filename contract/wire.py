@@ -6,7 +6,13 @@ Requests and replies are JSON objects with snake_case field names:
   -> ``{"code", "msg", "chat", "send_time", "duplicate"}``
 - ``POST /rpc/pull``  ``{"chat", "cursor", "limit", "reverse"?}``
   -> ``{"code", "msg", "messages", "has_more", "next_cursor", "tail_cursor"?}``
-- ``POST /rpc/batch`` ``{"calls": [{"method": "send" | "pull", "request": {...}}]}``
+- ``POST /rpc/chats`` ``{"user", "limit"?, "cursor"?}``
+  -> ``{"code", "msg", "chats", "has_more", "next_cursor", "latest_activity"}``:
+  the public answer of ``GET /api/chats``, field for field
+- ``POST /rpc/mark_read`` ``{"chat", "user", "send_time"}``
+  -> ``{"code", "msg", "chat", "user", "read_cursor", "unread"}``
+- ``POST /rpc/batch`` ``{"calls": [{"method": "send" | "pull" | "chats" | "mark_read",
+  "request": {...}}]}``
   -> ``{"code", "msg", "replies": [...]}``: one reply per call, in order, each
   with its own code (the front end coalesces concurrent calls into these).
   Asked with ``Accept: application/x-ndjson``, a successful batch answers
@@ -22,8 +28,8 @@ Every reply carries ``code`` (0 is success) and ``msg``, and its JSON begins
 with ``code``: a successful reply begins with OK_REPLY_PREFIX, byte for byte.
 A forward Pull reply (``reverse`` false) also carries ``tail_cursor``: the
 send_time of its last message plus 1, or the request's cursor when it is
-empty. A successful Pull reply has exactly the fields of the public pull answer, so
-the front end answers with its bytes as they are. The HTTP status is 200
+empty. A successful Pull, Chats or MarkRead reply has exactly the fields of
+its public answer, so the front end answers with its bytes as they are. The HTTP status is 200
 whenever a ``code`` is given; the code tells what happened. The ``msg`` of an
 INVALID_ARGUMENT reply names the field at fault first (``"limit: must be ..."``).
 
@@ -39,6 +45,8 @@ from enum import IntEnum
 
 SEND_PATH = "/rpc/send"
 PULL_PATH = "/rpc/pull"
+CHATS_PATH = "/rpc/chats"
+MARK_READ_PATH = "/rpc/mark_read"
 BATCH_PATH = "/rpc/batch"
 WATCH_PATH = "/rpc/watch"
 HEALTH_PATH = "/health"
@@ -53,6 +61,8 @@ WATCH_FRAME_MAX = 4 * 1024 * 1024  # bytes in one frame of a watch stream
 # Set on every reply of a worker that is shutting down: clients should move on.
 DRAINING_HEADER = "X-Pullchat-Draining"
 
+CHATS_LIMIT_DEFAULT = 20
+CHATS_LIMIT_MAX = 100
 PULL_LIMIT_DEFAULT = 10
 PULL_LIMIT_MAX = 1000
 TEXT_MAX_BYTES_DEFAULT = 64 * 1024  # TEXT_MAX_BYTES, read by both tiers

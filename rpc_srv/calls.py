@@ -13,13 +13,23 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from contract.requests import FieldError, pull_request, send_request
+from contract import chats_cursor
+from contract.chats_cursor import ChatsCursor
+from contract.requests import (
+    ChatsRequest,
+    FieldError,
+    chats_request,
+    pull_request,
+    read_request,
+    send_request,
+)
 from contract.wire import Code
 from rpc_srv import metrics
 from rpc_srv.state import STORE, TEXT_MAX_BYTES
-from rpc_srv.store import MessageStore, Page, SendResult, StoreUnavailable
+from rpc_srv.store import MessageStore, Page, ReadState, SendResult, StoreUnavailable
 
 Reply = dict[str, Any]
 Pending = Coroutine[Any, Any, Reply]  # a queued call; awaiting it gives the reply
@@ -74,9 +84,105 @@ async def pull_reply(pulled: Awaitable[Page], forward_from: int | None) -> Reply
     return reply
 
 
+def run_chats(store: MessageStore, _text_max_bytes: int, params: dict[str, Any]) -> Pending:
+    """Chats(ChatsRequest{user, limit?, cursor?}) -> ChatsResponse: the public answer."""
+    return chats_reply(store, chats_request(params, from_text=False))
+
+
+async def chats_reply(store: MessageStore, request: ChatsRequest) -> Reply:
+    """A page of the list, each chat with its newest message, read cursor and unread count.
+
+    The list gives the order (and the cursor); each chat's own keys give the
+    rest, read in one pipeline after the list. A chat listed whose messages
+    are gone (deleted by hand) is left out of the page.
+    """
+    page = await store.chats(request.user, request.limit, request.after)
+    states = await settled_all([store.read_state(chat, request.user) for chat, _ in page.entries])
+    chats = []
+    latest = page.latest_activity
+    for (chat, _), state in zip(page.entries, states, strict=True):
+        if state.last_message_json is None:
+            continue
+        first, second = chat.split(":")
+        chats.append(
+            {
+                "chat": chat,
+                "peer": second if first == request.user else first,
+                "last_message": orjson.Fragment(state.last_message_json),
+                "unread": state.unread,
+                "read_cursor": state.read_cursor,
+            }
+        )
+    if states:
+        # A message stored since the list was read may show: the client has seen it.
+        latest = max(latest, *(_last_send_time(s) for s in states))
+    next_cursor = ""
+    if page.has_more:
+        chat, send_time = page.entries[-1]
+        next_cursor = chats_cursor.encode(ChatsCursor(send_time, chat))
+    return {
+        "code": Code.OK,
+        "msg": "success",
+        "chats": chats,
+        "has_more": page.has_more,
+        "next_cursor": next_cursor,
+        "latest_activity": latest,
+    }
+
+
+def _last_send_time(state: ReadState) -> int:
+    if state.last_message_json is None:
+        return 0
+    return int(state.last_message_json.rpartition(b":")[2][:-1])
+
+
+async def settled_all(pending: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Every queued call's result, in order; the first failure raised once all settled.
+
+    Cancelled part way, the calls not awaited yet are closed (their commands
+    are queued already; the pipeline reads their replies all the same).
+    """
+    results: list[Any] = []
+    failure: BaseException | None = None
+    try:
+        for call in pending:
+            try:
+                results.append(await call)
+            except Exception as exc:
+                results.append(None)
+                failure = failure or exc
+    finally:
+        for call in pending[len(results) :]:
+            call.close()
+    if failure is not None:
+        raise failure
+    return results
+
+
+def run_mark_read(store: MessageStore, _text_max_bytes: int, params: dict[str, Any]) -> Pending:
+    """MarkRead(MarkReadRequest{chat, user, send_time}) -> MarkReadResponse: the public answer."""
+    checked = read_request(params, from_text=False)
+    read = store.read_state(checked.chat, checked.user, checked.send_time)
+    return mark_read_reply(checked.chat, checked.user, read)
+
+
+async def mark_read_reply(chat: str, user: str, read: Awaitable[ReadState]) -> Reply:
+    state = await read
+    return {
+        "code": Code.OK,
+        "msg": "success",
+        "chat": chat,
+        "user": user,
+        "read_cursor": state.read_cursor,
+        "unread": state.unread,
+    }
+
+
 METHODS: dict[str, Callable[[MessageStore, int, dict[str, Any]], Pending]] = {
     "send": run_send,
     "pull": run_pull,
+    "chats": run_chats,
+    "mark_read": run_mark_read,
 }
 
 
@@ -87,7 +193,7 @@ def start_call(app: web.Application, method: Any, params: Any) -> Pending:
     """
     try:
         if not isinstance(method, str) or method not in METHODS:
-            raise FieldError("method", "must be send or pull")
+            raise FieldError("method", f"must be one of {', '.join(METHODS)}")
         if not isinstance(params, dict):
             raise FieldError("request", "must be an object")
         pending = METHODS[method](app[STORE], app[TEXT_MAX_BYTES], params)
@@ -121,6 +227,9 @@ def error_body(exc: Exception, logger: logging.Logger) -> Reply:
 
 def count_calls(methods: Sequence[Any], replies: Sequence[Reply]) -> None:
     """Count calls by method and reply code: one increment per distinct pair."""
-    tally = Counter((str(m)[:8], str(r["code"])) for m, r in zip(methods, replies, strict=True))
+    tally = Counter(
+        (m if isinstance(m, str) and m in METHODS else "unknown", str(r["code"]))
+        for m, r in zip(methods, replies, strict=True)
+    )
     for (method, code), n in tally.items():
         metrics.CALLS.labels(method, code).inc(n)

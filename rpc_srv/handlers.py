@@ -46,6 +46,14 @@ async def pull(request: web.Request) -> web.Response:
     return await single(request, "pull")
 
 
+async def chats(request: web.Request) -> web.Response:
+    return await single(request, "chats")
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    return await single(request, "mark_read")
+
+
 async def batch(request: web.Request) -> web.Response:
     """Several calls in one request: ``{"calls": [{"method", "request"}]}`` ->
     ``{"code", "msg", "replies": [...]}``, one reply (or error reply) per call, in order;

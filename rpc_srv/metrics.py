@@ -14,7 +14,7 @@ REQUEST_SECONDS = Histogram(
     "pullchat_rpc_request_seconds", "Time to answer one RPC HTTP request", ["path"],
     buckets=LATENCY_BUCKETS,
 )  # fmt: skip
-CALLS = Counter("pullchat_rpc_calls_total", "Send and Pull calls by reply code", ["method", "code"])
+CALLS = Counter("pullchat_rpc_calls_total", "Calls by method and reply code", ["method", "code"])
 BATCH_CALLS = Histogram(
     "pullchat_rpc_batch_calls", "Calls in one /rpc/batch request", buckets=SIZE_BUCKETS
 )

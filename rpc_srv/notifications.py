@@ -5,7 +5,10 @@ Every stored message is announced by send.lua on its chat's shard channel
 it. The Hub subscribes (SSUBSCRIBE) to the channels of the chats that some
 watch stream (watch.py) asks for, on one pub/sub connection per Redis node
 (one in all on a single server), and passes each announcement on to the
-streams watching that chat.
+streams watching that chat. A member's conversation list is watched the
+same way: its channel is ``new:{<member>}`` (index.lua, or send.lua on a
+single server, announces a list that changed), and a name without ':' is a
+member's list wherever this module says "chat".
 
 A watch is confirmed to its stream only once Redis has acknowledged the
 subscription: from then on no announcement of that chat is missed while the
@@ -35,7 +38,10 @@ CHANNEL_PREFIX = "new:"
 
 
 def channel_of(chat: str) -> str:
-    """The shard channel send.lua announces a chat's messages on (the chat key's slot)."""
+    """The shard channel a chat's messages (or a member's list) are announced on.
+
+    Same slot as the chat's key (or the member's list key).
+    """
     return f"{CHANNEL_PREFIX}{{{chat}}}"
 
 

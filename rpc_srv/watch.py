@@ -4,8 +4,10 @@ The front end says which chats it waits on, the service says when a watch is
 in place and when a message is stored in a watched chat (by any replica: the
 hints come through Redis, see notifications.py). Frames are JSON objects:
 
-- front end -> service: ``{"watch": [chat, ...]}``, ``{"unwatch": [chat, ...]}``
-  (canonical chats, as the front end pulls them);
+- front end -> service: ``{"watch": [name, ...]}``, ``{"unwatch": [name, ...]}``,
+  each name a canonical chat (as the front end pulls it) or a member, which
+  stands for that member's conversation list (hints: a chat of the list got a
+  message, with its send_time);
 - service -> front end: ``{"watching": [chat, ...], "new": [[chat, send_time], ...]}``,
   either key may be absent: the hints of one event-loop tick in one frame.
 
@@ -24,7 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from contract.chat import ChatError, canonicalize
+from contract.chat import ChatError, canonicalize, check_member
 from contract.wire import WATCH_FRAME_MAX, WATCH_HEARTBEAT, Code
 from rpc_srv import metrics
 from rpc_srv.handlers import reply
@@ -100,15 +102,17 @@ def _chats(value: Any) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise ValueError("watch and unwatch take a list of chats")
-    for chat in value:
-        if not isinstance(chat, str):
-            raise ValueError("a chat is a string")
+        raise ValueError("watch and unwatch take a list of chats and members")
+    for name in value:
+        if not isinstance(name, str):
+            raise ValueError("a chat or member is a string")
         try:
-            if canonicalize(chat) != chat:
-                raise ValueError(f"{chat!r} is not a canonical chat")
+            if ":" not in name:
+                check_member(name)
+            elif canonicalize(name) != name:
+                raise ValueError(f"{name!r} is not a canonical chat")
         except ChatError as exc:
-            raise ValueError(f"{chat!r}: {exc}") from None
+            raise ValueError(f"{name!r}: {exc}") from None
     return value
 
 
