@@ -9,19 +9,22 @@ import orjson
 from sanic import HTTPResponse, Request
 from sanic.http import Http
 
-from contract import prom
+from contract import chats_cursor, prom
 from http_srv.context import ctx
 from http_srv.deadline_protocol import own_deadline
 from http_srv.errors import ApiError
 from http_srv.params import (
+    chats_params,
     merge_fields,
     parse_body,
     parse_urlencoded,
     pull_params,
+    read_params,
     send_params,
+    since_param,
     wait_param,
 )
-from http_srv.waits import is_empty
+from http_srv.waits import ChatsQuery, Mark, PullQuery, Query
 
 _PONG = orjson.dumps({"message": "pong"})
 
@@ -105,11 +108,37 @@ async def pull(request: Request) -> HTTPResponse:
     wait = wait_param(fields, state.settings.pull_wait_max)
     mark = state.waits.mark(params.chat) if wait else None
     page = await state.rpc.pull(params.chat, params.cursor, params.limit, params.reverse)
-    if mark is not None and is_empty(page):
-        with own_deadline(request):  # the wait bounds it: no periodic checks meanwhile
-            page = await state.waits.wait(params, mark, page, wait)  # see waits.py
     # The RPC service's Pull reply is the answer, field for field: passed on as it is.
+    return await answer(request, PullQuery(params), mark, page, wait)
+
+
+async def chats(request: Request) -> HTTPResponse:
+    state = ctx(request)
+    fields = await request_fields(request)
+    params = chats_params(fields)
+    wait = wait_param(fields, state.settings.pull_wait_max)
+    query = ChatsQuery(params, since_param(fields))
+    mark = state.waits.mark(params.user) if wait else None
+    cursor = chats_cursor.encode(params.after) if params.after is not None else ""
+    page = await state.rpc.chats(params.user, params.limit, cursor)
+    return await answer(request, query, mark, page, wait)
+
+
+async def answer(
+    request: Request, query: Query, mark: Mark | None, page: bytes, wait: int
+) -> HTTPResponse:
+    """`page` if it is what `query` waits for (or it may not wait), else a later read of it."""
+    if mark is not None and not query.ready(page):
+        with own_deadline(request):  # the wait bounds it: no periodic checks meanwhile
+            page = await ctx(request).waits.wait(query, mark, page, wait)  # see waits.py
     return HTTPResponse(page, content_type="application/json")
+
+
+async def read(request: Request) -> HTTPResponse:
+    state = ctx(request)
+    params = read_params(await request_fields(request))
+    reply = await state.rpc.mark_read(params.chat, params.user, params.send_time)
+    return HTTPResponse(reply, content_type="application/json")
 
 
 async def metrics_text(request: Request) -> HTTPResponse:

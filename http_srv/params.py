@@ -19,11 +19,15 @@ from sanic.headers import parse_content_header
 from sanic.request.form import parse_multipart_form
 
 from contract.requests import (
+    ChatsRequest,
     FieldError,
     PullRequest,
+    ReadRequest,
     SendRequest,
+    chats_request,
     pull_request,
     read_int,
+    read_request,
     send_request,
 )
 from contract.wire import CURSOR_MAX
@@ -137,6 +141,30 @@ def pull_params(fields: Mapping[str, Any]) -> PullRequest:
     """A pull checked by the contract's rules (values may be text); else a 400."""
     try:
         return pull_request(fields, from_text=True)
+    except FieldError as exc:
+        raise bad_field(exc.field, exc.problem) from None
+
+
+def chats_params(fields: Mapping[str, Any]) -> ChatsRequest:
+    """A conversation list's page checked by the contract's rules; else a 400."""
+    try:
+        return chats_request(fields, from_text=True)
+    except FieldError as exc:
+        raise bad_field(exc.field, exc.problem) from None
+
+
+def read_params(fields: Mapping[str, Any]) -> ReadRequest:
+    """A read receipt checked by the contract's rules; else a 400."""
+    try:
+        return read_request(fields, from_text=True)
+    except FieldError as exc:
+        raise bad_field(exc.field, exc.problem) from None
+
+
+def since_param(fields: Mapping[str, Any]) -> int:
+    """A chats request's ``since``: an earlier ``latest_activity`` (blank or absent: 0)."""
+    try:
+        return read_int(fields, "since", CURSOR_MAX, from_text=True, blank_ok=True) or 0
     except FieldError as exc:
         raise bad_field(exc.field, exc.problem) from None
 

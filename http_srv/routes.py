@@ -32,5 +32,7 @@ def register(app: App) -> None:
     add(handlers.ping, "/ping", "GET", "ping")
     add(handlers.send, "/api/send", "POST", "send")
     add(handlers.pull, "/api/pull", "GET", "pull")
+    add(handlers.chats, "/api/chats", "GET", "chats")
+    add(handlers.read, "/api/read", "POST", "read")
     if measured:
         add(handlers.metrics_text, "/metrics", "GET", "metrics")

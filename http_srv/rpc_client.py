@@ -34,7 +34,9 @@ from contract.coalescer import TickCoalescer
 from contract.request_ids import BATCH_FIELD, HEADER, REQUEST_ID
 from contract.wire import (
     BATCH_PATH,
+    CHATS_PATH,
     DRAINING_HEADER,
+    MARK_READ_PATH,
     NDJSON,
     OK_REPLY_PREFIX,
     PULL_PATH,
@@ -54,7 +56,12 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 _BATCH_HEADERS = {**_JSON_HEADERS, "Accept": NDJSON}
 # A pooled connection the server had closed shows up as one of these.
 _STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-_METHOD_PATHS = {"send": SEND_PATH, "pull": PULL_PATH}
+_METHOD_PATHS = {
+    "send": SEND_PATH,
+    "pull": PULL_PATH,
+    "chats": CHATS_PATH,
+    "mark_read": MARK_READ_PATH,
+}
 
 
 @dataclass(slots=True)
@@ -154,16 +161,21 @@ class RpcClient:
         return _checked(_decoded(raw))
 
     async def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> bytes:
-        """The Pull reply's JSON as the RPC service encoded it: the public answer as it is.
-
-        A successful reply is passed on without being decoded (see
-        contract.wire.OK_REPLY_PREFIX); any other is decoded to raise its error.
-        """
+        """The Pull reply's JSON as the RPC service encoded it: the public answer as it is."""
         payload = {"chat": chat, "cursor": cursor, "limit": limit, "reverse": reverse}
-        raw = await self.call("pull", payload, retry_safe=True)
-        if raw.startswith(OK_REPLY_PREFIX):
-            return raw
-        return orjson.dumps(_checked(_decoded(raw)))
+        return _passed(await self.call("pull", payload, retry_safe=True))
+
+    async def chats(self, user: str, limit: int, cursor: str) -> bytes:
+        """The Chats reply's JSON, the public answer as it is (`cursor` "" for the first page)."""
+        payload: dict[str, Any] = {"user": user, "limit": limit}
+        if cursor:
+            payload["cursor"] = cursor
+        return _passed(await self.call("chats", payload, retry_safe=True))
+
+    async def mark_read(self, chat: str, user: str, send_time: int) -> bytes:
+        """The MarkRead reply's JSON, the public answer as it is (a receipt may run twice)."""
+        payload = {"chat": chat, "user": user, "send_time": send_time}
+        return _passed(await self.call("mark_read", payload, retry_safe=True))
 
     async def call(self, method: str, payload: dict[str, Any], retry_safe: bool) -> bytes:
         """Run one RPC and return its reply's JSON, or raise the ApiError a client should see."""
@@ -270,6 +282,14 @@ def _transport_error(exc: Exception, timeout: float) -> ApiError:
     if isinstance(exc, aiohttp.ClientError):
         return ApiError(503, f"RPC service unreachable ({type(exc).__name__})")
     return ApiError(502, "RPC service gave a malformed reply")
+
+
+def _passed(raw: bytes) -> bytes:
+    """A successful reply as it is, without decoding (see contract.wire.OK_REPLY_PREFIX);
+    any other is decoded to raise its error."""
+    if raw.startswith(OK_REPLY_PREFIX):
+        return raw
+    return orjson.dumps(_checked(_decoded(raw)))
 
 
 def _decoded(raw: bytes) -> dict[str, Any]:

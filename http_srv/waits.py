@@ -1,10 +1,12 @@
-"""Pulls that wait for new messages (``wait``), and this worker's watch stream.
+"""Requests that wait for new messages (``wait``), and this worker's watch stream.
 
-A pull whose page is empty and that may wait is parked here. Parked pulls
-with the same chat, cursor, limit and direction form one group: a hint that
-a message was stored in their chat makes one read of that page for the whole
-group (one RPC Pull), and the group is answered as soon as the page holds a
-message. A parked pull answers its empty page once its `wait` is over, and
+A pull whose page is empty and that may wait is parked here, and so is a
+chats request whose list has nothing newer than its ``since``. Parked
+requests that ask the same (a `PullQuery` or a `ChatsQuery` equal in every
+field) form one group: a hint that a message was stored in their chat, or
+in a chat of their user's list, makes one read for the whole group (one RPC
+call), and the group is answered as soon as the read is what it waits for.
+A parked request answers what it first read once its `wait` is over, and
 releases its place at once when its client goes away (Sanic cancels it).
 
 The hints come on one watch stream per worker (rpc_srv/watch.py), opened on
@@ -21,6 +23,9 @@ comes through Redis. A hint is only a hint:
   again (with a backoff of ``RECONNECT_MIN`` to ``RECONNECT_MAX`` seconds),
   on another replica if there is one, and every chat is watched anew.
 
+Below, "chat" is a watched name: a chat, or a member (their list, whose
+hints come on the same stream).
+
 A chat nobody waits on any more stays watched ``LINGER`` seconds, so that a
 client looping on it does not have it watched and unwatched for each message.
 """
@@ -36,7 +41,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from contract.requests import PullRequest
+from contract import chats_cursor
+from contract.requests import ChatsRequest, PullRequest
 from contract.wire import EMPTY_PAGE_PREFIX
 from http_srv import metrics
 from http_srv.errors import ApiError
@@ -48,27 +54,68 @@ LINGER = 10.0
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 1.0
 
-GroupKey = tuple[str, int, int, bool]  # chat, cursor, limit, reverse
-
 
 def is_empty(page: bytes) -> bool:
     """Whether a Pull reply's JSON holds no message (see contract.wire)."""
     return page.startswith(EMPTY_PAGE_PREFIX)
 
 
-def belongs(key: GroupKey, send_time: int) -> bool:
-    """Whether a message of that send_time would be on the page of group `key`."""
-    _chat, cursor, _limit, reverse = key
-    if reverse:
-        return cursor == 0 or send_time <= cursor
-    return send_time >= cursor
+@dataclass(frozen=True, slots=True)
+class PullQuery:
+    """A pull that waits for its page to hold a message."""
+
+    pull: PullRequest
+
+    @property
+    def name(self) -> str:
+        return self.pull.chat
+
+    def belongs(self, send_time: int) -> bool:
+        """Whether a message of that send_time would be on the page."""
+        if self.pull.reverse:
+            return self.pull.cursor == 0 or send_time <= self.pull.cursor
+        return send_time >= self.pull.cursor
+
+    def ready(self, page: bytes) -> bool:
+        return not is_empty(page)
+
+    async def read(self, rpc: RpcClient) -> bytes:
+        p = self.pull
+        return await rpc.pull(p.chat, p.cursor, p.limit, p.reverse)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatsQuery:
+    """A chats request that waits for a message newer than `since` in any of the user's chats."""
+
+    chats: ChatsRequest
+    since: int
+
+    @property
+    def name(self) -> str:
+        return self.chats.user  # the member's list is watched under the member's name
+
+    def belongs(self, send_time: int) -> bool:
+        return send_time > self.since
+
+    def ready(self, page: bytes) -> bool:
+        latest: int = orjson.loads(page)["latest_activity"]
+        return latest > self.since
+
+    async def read(self, rpc: RpcClient) -> bytes:
+        c = self.chats
+        cursor = chats_cursor.encode(c.after) if c.after is not None else ""
+        return await rpc.chats(c.user, c.limit, cursor)
+
+
+Query = PullQuery | ChatsQuery
 
 
 @dataclass(slots=True)
 class _Group:
-    """Parked pulls of one page, answered together."""
+    """Parked requests that ask the same, answered together."""
 
-    key: GroupKey
+    key: Query
     waiters: set[asyncio.Future[bytes]] = field(default_factory=set)
     reading: bool = False
     read_again: bool = False
@@ -76,7 +123,7 @@ class _Group:
 
 @dataclass(slots=True)
 class _Chat:
-    groups: dict[GroupKey, _Group] = field(default_factory=dict)
+    groups: dict[Query, _Group] = field(default_factory=dict)
     watched: bool = False  # the watch was sent on the current stream
     live: bool = False  # ... and confirmed: no hint of this chat is missed now
     hints: int = 0  # hints (and stream losses) seen: tells a pull whether to look again
@@ -92,7 +139,7 @@ class Mark:
 
 
 class Waits:
-    """This worker's parked pulls, by chat and page, and the stream that wakes them."""
+    """This worker's parked requests, by watched name and query, and the stream that wakes them."""
 
     def __init__(self, rpc: RpcClient) -> None:
         self.rpc = rpc
@@ -108,7 +155,7 @@ class Waits:
         self._stream_task = asyncio.create_task(self._keep_stream())
 
     async def close(self) -> None:
-        """Answer every parked pull with its page as it is, and close the stream."""
+        """Answer every parked request with what it first read, and close the stream."""
         self._closed = True
         for chat in self._chats.values():
             for group in chat.groups.values():
@@ -122,18 +169,17 @@ class Waits:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def mark(self, chat: str) -> Mark:
-        """Note `chat`'s watch before a pull's first read (see `wait`)."""
+        """Note the watch of `chat` (or a member's list) before a request's first read."""
         entry = self._chats.get(chat)
         return Mark(entry.live, entry.hints) if entry is not None else Mark(False, 0)
 
-    async def wait(self, pull: PullRequest, mark: Mark, page: bytes, seconds: float) -> bytes:
-        """The pull's page once it holds a message, or `page` (empty) after `seconds`."""
+    async def wait(self, key: Query, mark: Mark, page: bytes, seconds: float) -> bytes:
+        """A read of `key` once it is ready, or `page` (the first read) after `seconds`."""
         if self._closed:
             return page
-        key: GroupKey = (pull.chat, pull.cursor, pull.limit, pull.reverse)
-        entry = self._chats.get(pull.chat)
+        entry = self._chats.get(key.name)
         if entry is None:
-            entry = self._chats[pull.chat] = _Chat()
+            entry = self._chats[key.name] = _Chat()
         if entry.linger is not None:
             entry.linger.cancel()
             entry.linger = None
@@ -144,7 +190,7 @@ class Waits:
         group.waiters.add(waiter)
         metrics.WAITING_PULLS.inc()
         if not entry.watched:
-            self._watch(pull.chat, entry)  # confirmed later; then the group looks again
+            self._watch(key.name, entry)  # confirmed later; then the group looks again
         elif entry.live and (not mark.live or mark.hints != entry.hints):
             self._read(group)  # a hint may have come before this pull was parked
         try:
@@ -158,7 +204,7 @@ class Waits:
             if not group.waiters and entry.groups.get(key) is group:
                 del entry.groups[key]
                 if not entry.groups:
-                    self._linger(pull.chat, entry)
+                    self._linger(key.name, entry)
 
     # -- groups ---------------------------------------------------------------
 
@@ -173,17 +219,16 @@ class Waits:
         task.add_done_callback(self._tasks.discard)
 
     async def _read_group(self, group: _Group) -> None:
-        chat, cursor, limit, reverse = group.key
         try:
             while any(not w.done() for w in group.waiters):
                 group.read_again = False
                 metrics.WAKE_READS.inc()
                 try:
-                    page = await self.rpc.pull(chat, cursor, limit, reverse)
+                    page = await group.key.read(self.rpc)
                 except ApiError as exc:
                     _settle(group, exc)
                     return
-                if not is_empty(page):
+                if group.key.ready(page):
                     _settle(group, page)
                     return
                 if not group.read_again:
@@ -196,7 +241,7 @@ class Waits:
         if entry is None:
             return
         for key, group in entry.groups.items():
-            if send_time is None or belongs(key, send_time):
+            if send_time is None or key.belongs(send_time):
                 self._read(group)
 
     # -- the watch stream ------------------------------------------------------
