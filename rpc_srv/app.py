@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from rpc_srv import routes
+from rpc_srv.backfill import keep_listing
 from rpc_srv.middlewares import errors_middleware, request_id_middleware
 from rpc_srv.notifications import Hub
 from rpc_srv.settings import Settings
@@ -34,7 +36,10 @@ def store_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[N
         store = await open_store(settings)
         app[STORE] = store
         app[HUB] = hub = Hub(store.redis)
+        listing = asyncio.create_task(keep_listing(store))  # see backfill.py
         yield
+        listing.cancel()
+        await asyncio.gather(listing, return_exceptions=True)
         await hub.close()
         await store.close()
 
