@@ -373,8 +373,9 @@ class MessageStore:
         """The send's result once both members' lists have it (on a Cluster)."""
         result = await sent
         updates = [self.list_chat(list_key(m), chat, result.send_time) for m in chat.split(":")]
-        for update in updates:
-            await update
+        for outcome in await asyncio.gather(*updates, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
         return result
 
     def list_chat(self, key: str, chat: str, send_time: int) -> Coroutine[Any, Any, Any]:
