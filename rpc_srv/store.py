@@ -208,9 +208,20 @@ def lua(name: str) -> str:
     return files("rpc_srv").joinpath("lua", name).read_text(encoding="utf-8")
 
 
+# Refusals that redis-py raises as classes of their own, their reply's first word removed.
+_UNAVAILABLE_ERRORS = {
+    redis_errors.OutOfMemoryError: "OOM",
+    redis_errors.ReadOnlyError: "READONLY",
+    redis_errors.TryAgainError: "TRYAGAIN",
+}
+
+
 def _translate(exc: redis_errors.RedisError) -> Exception:
     if isinstance(exc, (*TRANSIENT, redis_errors.ClusterError)):
         return StoreUnavailable(type(exc).__name__)
+    for refusal, word in _UNAVAILABLE_ERRORS.items():
+        if isinstance(exc, refusal):
+            return StoreUnavailable(word)
     if isinstance(exc, redis_errors.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
         return StoreUnavailable(str(exc).split(" ", 1)[0])
     return exc
