@@ -92,30 +92,29 @@ def run_chats(store: MessageStore, _text_max_bytes: int, params: dict[str, Any])
 async def chats_reply(store: MessageStore, request: ChatsRequest) -> Reply:
     """A page of the list, each chat with its newest message, read cursor and unread count.
 
-    The list gives the order (and the cursor); each chat's own keys give the
-    rest, read in one pipeline after the list. A chat listed whose messages
-    are gone (deleted by hand) is left out of the page.
+    The list gives the page (and the cursor); each chat's own keys give the
+    rest, read in one pipeline after the list. A chat that got a message in
+    between shows it, and goes first among the page's chats. A chat listed
+    whose messages are gone (deleted by hand) is left out of the page.
     """
     page = await store.chats(request.user, request.limit, request.after)
     states = await settled_all([store.read_state(chat, request.user) for chat, _ in page.entries])
-    chats = []
-    latest = page.latest_activity
+    shown: list[tuple[int, dict[str, Any]]] = []
     for (chat, _), state in zip(page.entries, states, strict=True):
         if state.last_message_json is None:
             continue
         first, second = chat.split(":")
-        chats.append(
-            {
-                "chat": chat,
-                "peer": second if first == request.user else first,
-                "last_message": orjson.Fragment(state.last_message_json),
-                "unread": state.unread,
-                "read_cursor": state.read_cursor,
-            }
-        )
-    if states:
-        # A message stored since the list was read may show: the client has seen it.
-        latest = max(latest, *(_last_send_time(s) for s in states))
+        entry = {
+            "chat": chat,
+            "peer": second if first == request.user else first,
+            "last_message": orjson.Fragment(state.last_message_json),
+            "unread": state.unread,
+            "read_cursor": state.read_cursor,
+        }
+        shown.append((_last_send_time(state), entry))
+    shown.sort(key=lambda pair: pair[0], reverse=True)  # stable: ties keep the list's order
+    # A message stored since the list was read may show: the client has seen it.
+    latest = max([page.latest_activity, *(send_time for send_time, _ in shown)])
     next_cursor = ""
     if page.has_more:
         chat, send_time = page.entries[-1]
@@ -123,7 +122,7 @@ async def chats_reply(store: MessageStore, request: ChatsRequest) -> Reply:
     return {
         "code": Code.OK,
         "msg": "success",
-        "chats": chats,
+        "chats": [entry for _, entry in shown],
         "has_more": page.has_more,
         "next_cursor": next_cursor,
         "latest_activity": latest,
