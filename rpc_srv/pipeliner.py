@@ -117,18 +117,49 @@ class Pipeliner:
             elif not c.future.done():
                 c.future.set_result(reply)
         if missing:
-            try:
-                for script in {id(c.script): c.script for c in missing}.values():
-                    assert script is not None  # only a script gets NOSCRIPT
-                    script.sha = await self.redis.script_load(script.script)
-            except Exception as exc:
-                for c in missing:
-                    _fail(c, exc)
-                missing = []
+            missing = await self._load_scripts(missing)
         if moving:
             await asyncio.sleep(0.05)  # let the slot's migration move on
         if again or missing or moving:
             await self._run(again + missing + moving, retried=True)
+
+    async def _load_scripts(self, missing: list[_Call]) -> list[_Call]:
+        """Load the scripts these calls missed; the calls that may now run again.
+
+        On a Cluster each script is loaded on the node of the calls that
+        missed it only (SCRIPT LOAD's default there is every master, so one
+        unreachable master would fail calls bound for the others); a call
+        whose load failed fails with that error.
+        """
+        loads: dict[tuple[int, str], list[_Call]] = {}
+        for c in missing:
+            node = self._node_of(c)
+            loads.setdefault((id(c.script), node), []).append(c)
+        ready: list[_Call] = []
+        for (_, node), calls in loads.items():
+            script = calls[0].script
+            assert script is not None  # only a script gets NOSCRIPT
+            try:
+                if isinstance(self.redis, RedisCluster):
+                    target = self.redis.get_node(node_name=node)
+                    await self.redis.execute_command(
+                        "SCRIPT LOAD", script.script, target_nodes=target
+                    )
+                else:
+                    script.sha = await self.redis.script_load(script.script)
+            except Exception as exc:
+                for c in calls:
+                    _fail(c, exc)
+                continue
+            ready += calls
+        return ready
+
+    def _node_of(self, c: _Call) -> str:
+        """The name of the node that serves the call's key ("" on a single server)."""
+        if not isinstance(self.redis, RedisCluster):
+            return ""
+        node = self.redis.get_node_from_key(c.keys[0])
+        return node.name if node is not None else ""
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
         started = time.perf_counter()

@@ -806,8 +806,7 @@ def crash_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashClu
             finally:
                 client.close()
         s = stacks(cluster.url, REDIS_TIMEOUT="0.3", RPC_TIMEOUT="1.5")
-        # As in a service that has run a while: its scripts loaded on every master (the
-        # first call of each loads it on all of them, which a stopped master would stall).
+        # As in a service that has run a while: its scripts loaded on every master.
         warm = canonical_chat(*member_names(2))
         send(s.base, warm, warm.split(":")[0], "warm")
         assert listing(s.base, warm.split(":")[0])["chats"]
@@ -955,3 +954,39 @@ def test_an_index_write_refused_lists_the_chat_late_until_the_retry(
     assert [t for _, t in pull_texts(base, old)] == [first, failed[old]]
     # A store that refuses writes is unavailable for now: 503, as the contract says.
     assert [status for status, _ in statuses] == [503, 503], statuses
+
+
+def test_scripts_load_on_their_own_master_while_another_is_stopped(
+    crash_cluster: CrashCluster,
+) -> None:
+    """After a SCRIPT FLUSH, a stopped master does not stall sends to the others.
+
+    A script missing on a node is loaded on that node only, so a chat whose
+    master (and whose members' list masters) answer is served while another
+    master is stopped.
+    """
+    cluster, base = crash_cluster
+    port_of = master_of(cluster)
+    stopped = cluster.ports[0]
+    chat = ""
+    for _ in range(1000):  # a chat and both members' lists away from the stopped master
+        candidate = canonical_chat(*member_names(2))
+        keys = [f"im:{{{candidate}}}", *(f"chats:{{{m}}}" for m in candidate.split(":"))]
+        if stopped not in {port_of(k) for k in keys}:
+            chat = candidate
+            break
+    assert chat
+    for port in cluster.ports:
+        client = redis.Redis(port=port, socket_timeout=2)
+        try:
+            client.script_flush()
+        finally:
+            client.close()
+    node = cluster.nodes[cluster.ports.index(stopped)]
+    node.signal(signal.SIGSTOP)
+    try:
+        reply = send(base, chat, chat.split(":")[0], "while a master is stopped")
+        assert reply["send_time"] > 0
+    finally:
+        node.signal(signal.SIGCONT)
+    cluster.wait_ok()
