@@ -37,7 +37,7 @@ $(VENV)/.installed-newman:
 run: $(VENV)/.installed ## install and start Redis (unless REDIS_URL is set), the RPC service and the front end
 	$(BIN)/pullchat-run
 
-test: $(VENV)/.installed-dev $(VENV)/.installed-newman ## install and run the test suite (needs redis-server, redis-cli, wrk and npm: see README)
+test: $(VENV)/.installed-dev $(VENV)/.installed-newman ## install and run the test suite (needs redis-server, redis-cli, wrk, npm and chromium: see README)
 	NEWMAN=$(NEWMAN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-docker: $(VENV)/.installed-dev ## as root: the stack on a real Docker engine of its own (tests_docker/, deploy/README.md)
@@ -62,6 +62,12 @@ bench-smoke: $(VENV)/.installed-bench ## a one-minute benchmark that fails on an
 
 bench-longpoll: $(VENV)/.installed-bench ## what waiting pulls cost: delivery latency, idle CPU, memory (~6 min)
 	$(BIN)/python -m bench.longpoll $(BENCH_ARGS)
+
+bench-chats: $(VENV)/.installed-bench ## what conversation lists cost: send A/B, /api/chats by list size, bytes (~5 min)
+	$(BIN)/python -m bench.chats $(BENCH_ARGS)
+
+screenshot: $(VENV)/.installed-dev ## the README's picture of the chat page, taken by its browser test
+	PULLCHAT_SCREENSHOT=docs/chat-page.png $(BIN)/python -m pytest tests/test_web.py -k two_users -q
 
 check: lint typecheck test bench-smoke ## everything CI runs after installing
 
