@@ -5,7 +5,8 @@ at one such pair, and the next page holds what comes after it. The cursor is
 that pair, ``<send_time>:<chat>``, in URL-safe base64 without padding, so it
 can go in a query string as it is. Clients must treat it as opaque: only the
 RPC service reads it, and a string that does not decode into a pair of the
-user's own list is refused (a 400 naming ``cursor``).
+user's own list is refused (a 400 naming ``cursor``). It is not signed: one
+made by hand that names a real position works as the server's would.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import base64
 import binascii
 from typing import NamedTuple
 
-from contract.chat import ChatError, canonicalize
+from contract.chat import MEMBER_MAX_CHARS, ChatError, canonicalize
 from contract.wire import CURSOR_MAX
 
-CURSOR_MAX_CHARS = 400  # base64 of the longest pair: 19 digits, ':' and a chat of 2 x 128 chars
+# The longest pair: 19 digits, ':', and a chat of two members of 128 code points of up
+# to 4 bytes each joined by ':'; its unpadded base64 is this many characters.
+_PAIR_MAX_BYTES = 19 + 1 + 2 * MEMBER_MAX_CHARS * 4 + 1
+CURSOR_MAX_CHARS = (4 * _PAIR_MAX_BYTES + 2) // 3
 
 
 class ChatsCursor(NamedTuple):
