@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
-from http_srv import docs, handlers, metrics
+from http_srv import docs, handlers, metrics, web_client
 from http_srv.context import App
 from http_srv.metrics import Handler
 
@@ -29,6 +29,7 @@ def register(app: App) -> None:
         docs.init_script, "/docs/init.js", methods=["GET"], name=f"init_{DOCS_ASSETS_ROUTE}"
     )
     app.static("/docs/ui", swagger_ui_path, name=DOCS_ASSETS_ROUTE)
+    app.blueprint(web_client.web)  # the chat page at / and its files under /web/
     add(handlers.ping, "/ping", "GET", "ping")
     add(handlers.send, "/api/send", "POST", "send")
     add(handlers.pull, "/api/pull", "GET", "pull")

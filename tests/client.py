@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ class Reply:
     content_type: str
     raw: bytes
     seconds: float  # from the request to the whole answer read
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
 
 def exchange(
@@ -37,9 +38,10 @@ def exchange(
         resp = conn.getresponse()
         raw = resp.read()
         content_type = resp.getheader("Content-Type") or ""
+        answer_headers = {name.lower(): value for name, value in resp.getheaders()}
     finally:
         conn.close()
-    return Reply(resp.status, content_type, raw, time.monotonic() - started)
+    return Reply(resp.status, content_type, raw, time.monotonic() - started, answer_headers)
 
 
 def request(

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 import pytest
 import yaml
 
@@ -210,6 +211,27 @@ def test_api_probe_through_the_published_port(stack: Engine) -> None:
         assert field_name in answer.body["msg"], answer.body
     empty = pull(port, target)
     assert empty.status == 200 and empty.body["messages"] == [], empty.body
+
+
+def test_chat_page_and_conversations_through_the_image(stack: Engine) -> None:
+    """The image carries the chat page's files; lists and read receipts work on its Redis."""
+    port = stack.port
+    page = call(port, "GET", "/")
+    assert page.status == 200 and page.content_type.startswith("text/html"), page.status
+    assert b'<script src="/web/app.js"' in page.body
+    script = call(port, "GET", "/web/app.js")
+    assert script.status == 200 and script.content_type.startswith("text/javascript")
+    t = tag()
+    amy, zed = f"amy-{t}", f"zed-{t}"
+    sent = send(port, sender=zed, receiver=amy, text="listed")
+    assert sent.status == 200, sent.body
+    listed = call(port, "GET", f"/api/chats?user={amy}")
+    assert listed.status == 200, listed.body
+    (entry,) = listed.body["chats"]
+    assert (entry["peer"], entry["unread"], entry["last_message"]["text"]) == (zed, 1, "listed")
+    body = orjson.dumps({"chat": entry["chat"], "user": amy, "send_time": sent.body["send_time"]})
+    read = call(port, "POST", "/api/read", body, {"Content-Type": "application/json"})
+    assert (read.status, read.body["unread"]) == (200, 0), read.body
 
 
 def rpc_calls(stack: Engine, container: str) -> float:
