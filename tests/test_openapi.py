@@ -19,10 +19,19 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 from sanic import Sanic
 
+from contract import chats_cursor
 from contract.chat import ChatError, check_member, split_chat
+from contract.chats_cursor import ChatsCursor
 from http_srv.app import create_app
 from http_srv.errors import ApiError
-from http_srv.params import pull_params, send_params, wait_param
+from http_srv.params import (
+    chats_params,
+    pull_params,
+    read_params,
+    send_params,
+    since_param,
+    wait_param,
+)
 from http_srv.routes import DOCS_ASSETS_ROUTE
 from http_srv.settings import Settings
 from launcher.stack import Stack
@@ -126,7 +135,7 @@ def test_every_example_matches_its_schema() -> None:
 def test_every_operation_documents_every_error_status() -> None:
     """Each operation lists every status the server can answer it with, errors as Error."""
     ids = [op["operationId"] for _, _, op in operations()]
-    assert len(ids) == len(set(ids)) == 6
+    assert len(ids) == len(set(ids)) == 9
     for path, method, op in operations():
         statuses = set(op["responses"])
         expected = API_STATUSES if path.startswith("/api/") else COMMON_STATUSES
@@ -157,6 +166,29 @@ def test_send_documents_every_field_source() -> None:
         assert set(resolve(media["schema"])["properties"]) == fields
 
 
+@pytest.mark.parametrize(
+    ("path", "method", "fields"),
+    [
+        ("/api/pull", "get", {"chat", "cursor", "limit", "reverse", "wait"}),
+        ("/api/chats", "get", {"user", "limit", "cursor", "wait", "since"}),
+        ("/api/read", "post", {"chat", "user", "send_time"}),
+    ],
+)
+def test_operations_document_every_field_source(path: str, method: str, fields: set[str]) -> None:
+    """Pull, chats and read: each field in the query and in the three body formats."""
+    op = DOC["paths"][path][method]
+    params = {(p["in"], p["name"]) for p in map(resolve, op["parameters"])}
+    assert params == {("query", f) for f in fields} | {("header", "X-Request-Id")}
+    content = op["requestBody"]["content"]
+    assert set(content) == {
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    }
+    for media in content.values():
+        assert set(resolve(media["schema"])["properties"]) == fields, (path, media)
+
+
 def test_every_operation_documents_the_request_id() -> None:
     """X-Request-Id: an optional header of every operation, a header of every answer."""
     for path, ops in DOC["paths"].items():
@@ -183,8 +215,8 @@ def app_routes(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
     app = create_app(Settings())
     routes = set()
     for route in app.router.routes:
-        if route.name.endswith(DOCS_ASSETS_ROUTE):
-            continue  # Swagger UI's own files, not part of the API
+        if route.name.endswith(DOCS_ASSETS_ROUTE) or route.path.startswith("web/"):
+            continue  # Swagger UI's and the chat page's own files, not part of the API
         # Sanic spells a path without its leading '/' and parameters as <name:type>.
         path = "/" + re.sub(r"<([^:>]+)(:[^>]*)?>", r"{\1}", route.path)
         routes |= {(path, method.upper()) for method in route.methods}
@@ -276,6 +308,116 @@ def test_real_answers_follow_the_document(stack: Stack, chat: str) -> None:
     assert_conforms("/docs/openapi.json", "GET", 200, body)
 
 
+def test_real_conversation_answers_follow_the_document(stack: Stack) -> None:
+    """Chats pages (first, next, none, after a wait) and read receipts match their schemas."""
+    tag = uuid.uuid4().hex[:8]
+    alice, bob, carol = (f"{name}-{tag}" for name in ("alice", "bob", "carol"))
+    json_headers = {"Content-Type": "application/json"}
+
+    def send(chat: str, sender: str, text: str) -> int:
+        body = orjson.dumps({"chat": chat, "sender": sender, "text": text})
+        status, answer, _ = http_call(stack.base, "POST", "/api/send", body, json_headers)
+        assert status == 200, answer
+        return int(answer["send_time"])
+
+    def call(method: str, path: str, body: bytes | None = None, **fields: Any) -> Any:
+        target = f"{path}?{query(**fields)}" if fields else path
+        status, answer, _ = http_call(
+            stack.base, method, target, body, json_headers if body else {}, timeout=10
+        )
+        assert status == 200, answer
+        assert_conforms(path, method, 200, answer)
+        return answer
+
+    send(f"{bob}:{alice}", bob, "hi")
+    carol_time = send(f"{alice}:{carol}", carol, "yo")
+    newest = send(f"{alice}:{bob}", bob, "still there?")
+
+    first = call("GET", "/api/chats", user=alice, limit=1)
+    assert [c["chat"] for c in first["chats"]] == [f"{alice}:{bob}"]
+    entry = first["chats"][0]
+    assert (entry["peer"], entry["unread"], entry["read_cursor"]) == (bob, 2, 0)
+    assert entry["last_message"]["send_time"] == newest == first["latest_activity"]
+    assert first["has_more"] is True and first["next_cursor"]
+
+    body = orjson.dumps({"user": alice, "limit": 1, "cursor": first["next_cursor"]})
+    last = call("GET", "/api/chats", body)
+    assert [c["chat"] for c in last["chats"]] == [f"{alice}:{carol}"]
+    assert (last["has_more"], last["next_cursor"], last["latest_activity"]) == (False, "", newest)
+
+    bobs = call("GET", "/api/chats", user=bob)
+    assert [(c["peer"], c["unread"], c["read_cursor"]) for c in bobs["chats"]] == [
+        (alice, 0, newest)
+    ]
+    nobody = call("GET", "/api/chats", user=f"nobody-{tag}")
+    assert (nobody["chats"], nobody["latest_activity"], nobody["next_cursor"]) == ([], 0, "")
+
+    read = call("POST", "/api/read", chat=f"{bob}:{alice}", user=alice, send_time=newest)
+    assert (read["chat"], read["user"], read["read_cursor"], read["unread"]) == (
+        f"{alice}:{bob}",
+        alice,
+        newest,
+        0,
+    )
+    again = call(
+        "POST", "/api/read", orjson.dumps({"chat": read["chat"], "user": alice, "send_time": 1})
+    )
+    assert (again["read_cursor"], again["unread"]) == (newest, 0)  # never back
+    past = call("POST", "/api/read", chat=f"{alice}:{carol}", user=alice, send_time=2**63 - 1)
+    assert (past["read_cursor"], past["unread"]) == (carol_time, 0)  # never past the newest
+
+    target = "/api/chats?" + query(user=alice, wait=1, since=newest)
+    status, waited, seconds = http_call(stack.base, "GET", target)
+    assert status == 200, waited
+    assert_conforms("/api/chats", "GET", 200, waited)
+    assert seconds >= 0.9, "nothing newer than since: held for the whole wait"
+    assert [(c["chat"], c["unread"]) for c in waited["chats"]] == [
+        (f"{alice}:{bob}", 0),
+        (f"{alice}:{carol}", 0),
+    ]
+    assert waited["latest_activity"] == newest
+
+
+@pytest.mark.parametrize(
+    ("target", "field"),
+    [
+        ("/api/chats", "user"),
+        ("/api/chats?user=a&limit=0", "limit"),
+        ("/api/chats?user=a&limit=101", "limit"),
+        ("/api/chats?user=a&cursor=abc", "cursor"),
+        ("/api/chats?user=a&since=-1", "since"),
+        ("/api/chats?user=a&wait=1.5", "wait"),
+    ],
+)
+def test_chats_errors_name_their_field(stack: Stack, target: str, field: str) -> None:
+    """A refused conversation list request is a documented 400 whose msg names the field."""
+    status, answer, _ = http_call(stack.base, "GET", target)
+    assert status == 400, answer
+    assert_conforms("/api/chats", "GET", 400, answer)
+    assert answer["msg"].startswith(f"{field}: "), answer
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"user": "a", "send_time": 1}, "chat"),
+        ({"chat": "a:b", "send_time": 1}, "user"),
+        ({"chat": "a:b", "user": "c", "send_time": 1}, "user"),
+        ({"chat": "a:b", "user": "a"}, "send_time"),
+        ({"chat": "a:b", "user": "a", "send_time": -1}, "send_time"),
+        ({"chat": "a:b", "user": "a", "send_time": "1.5"}, "send_time"),
+    ],
+)
+def test_read_errors_name_their_field(stack: Stack, fields: dict[str, Any], field: str) -> None:
+    """A refused read receipt is a documented 400 whose msg names the field."""
+    body = orjson.dumps(fields)
+    headers = {"Content-Type": "application/json"}
+    status, answer, _ = http_call(stack.base, "POST", "/api/read", body, headers)
+    assert status == 400, answer
+    assert_conforms("/api/read", "POST", 400, answer)
+    assert answer["msg"].startswith(f"{field}: "), answer
+
+
 @pytest.mark.parametrize(
     ("method", "target", "body", "headers", "status", "documented"),
     [
@@ -285,6 +427,11 @@ def test_real_answers_follow_the_document(stack: Stack, chat: str) -> None:
         ("GET", "/api/nothing", None, {}, 404, None),
         ("POST", "/api/pull", None, {}, 405, ("/api/pull", "GET")),
         ("GET", "/api/send", None, {}, 405, ("/api/send", "POST")),
+        ("GET", "/api/chats?limit=0", None, {}, 400, ("/api/chats", "GET")),
+        ("POST", "/api/read?chat=a:b&user=c&send_time=1", None, {}, 400, ("/api/read", "POST")),
+        ("POST", "/api/chats?user=a", None, {}, 405, ("/api/chats", "GET")),
+        ("GET", "/api/read", None, {}, 405, ("/api/read", "POST")),
+        ("POST", "/api/read", b"x", {"Content-Type": "text/plain"}, 415, ("/api/read", "POST")),
         ("DELETE", "/ping", None, {}, 405, ("/ping", "GET")),
         ("POST", "/api/send", b"", {"Content-Length": str(2 * 1024 * 1024)}, 413, None),
         ("POST", "/api/send", b"hello", {"Content-Type": "text/plain"}, 415, None),
@@ -426,6 +573,127 @@ def test_send_body_schema_never_stricter_than_the_server(fields: dict[str, Any])
     except ApiError:
         accepted = False
     assert is_valid(pointer("components", "schemas", "SendJsonBody"), fields) == accepted
+
+
+CURSOR_OF_A = chats_cursor.encode(ChatsCursor(1700000000123456, "a:b"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"user": "a"},
+        {"user": "a", "limit": 1, "cursor": "", "wait": 0, "since": 0},
+        {"user": "a", "limit": 100, "cursor": CURSOR_OF_A, "wait": 25, "since": 2**63 - 1},
+        {"user": "a", "limit": "007", "wait": "99999999999999999999999", "since": "12"},
+        {"user": "a", "limit": None, "cursor": None, "wait": None, "since": None},
+        {"user": "a", "since": ""},
+        {"user": "a", "wait": ""},
+        {"user": ""},
+        {"user": "a:b"},
+        {"user": 5},
+        {"user": "a", "limit": 0},
+        {"user": "a", "limit": "0"},
+        {"user": "a", "limit": 101},
+        {"user": "a", "limit": ""},
+        {"user": "a", "limit": 1.5},
+        {"user": "a", "limit": True},
+        {"user": "a", "cursor": 5},
+        {"user": "a", "cursor": "a+b/"},
+        {"user": "a", "cursor": "é"},
+        {"user": "a", "since": -1},
+        {"user": "a", "since": 2**63},
+        {"user": "a", "since": "1.5"},
+        {"user": "a", "since": True},
+        {"user": "a", "wait": -1},
+        {"user": "a", "wait": 1.5},
+        {"user": "a", "wait": True},
+    ],
+)
+def test_chats_body_schema_never_stricter_than_the_server(fields: dict[str, Any]) -> None:
+    """A JSON chats body the server accepts passes the schema, and these refusals are caught."""
+    try:
+        given = {k: v for k, v in fields.items() if v is not None}
+        chats_params(given)
+        wait_param(given, 30)
+        since_param(given)
+        accepted = True
+    except ApiError:
+        accepted = False
+    assert is_valid(pointer("components", "schemas", "ChatsJsonBody"), fields) == accepted
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "abc",
+        "A" * 1394,
+        chats_cursor.encode(ChatsCursor(1700000000123456, "b:c")),  # another member's list
+        CURSOR_OF_A[:-1],  # a cursor cut short
+        CURSOR_OF_A + "A",
+    ],
+)
+def test_a_cursor_the_server_did_not_give_is_described_not_encoded(cursor: str) -> None:
+    """A well-formed cursor passes the schema, but only one the server gave is accepted."""
+    assert is_valid(
+        pointer("components", "schemas", "ChatsJsonBody"), {"user": "a", "cursor": cursor}
+    )
+    with pytest.raises(ApiError) as refused:
+        chats_params({"user": "a", "cursor": cursor})
+    assert refused.value.msg.startswith("cursor: ")
+
+
+LONGEST_ASCII = ("a" * 128, "b" * 128)
+LONGEST_UTF8 = ("\U0010fffe" * 128, "\U0010ffff" * 128)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        ("alice", "bob"),
+        LONGEST_ASCII,
+        LONGEST_UTF8,
+    ],
+    ids=["short", "longest-ascii", "longest-utf8"],
+)
+def test_every_cursor_the_server_gives_passes_the_schema_and_back(members: tuple[str, str]) -> None:
+    """next_cursor of the largest send_time and chat fits the schema, and is accepted back."""
+    chat = ":".join(sorted(members))
+    cursor = chats_cursor.encode(ChatsCursor(2**63 - 1, chat))
+    assert is_valid(pointer("components", "schemas", "ChatsCursor"), cursor)
+    assert is_valid(
+        pointer("components", "schemas", "ChatsResponse") + "/properties/next_cursor", cursor
+    )
+    assert chats_params({"user": members[0], "cursor": cursor}).after == (2**63 - 1, chat)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"chat": "a:b", "user": "a", "send_time": 0},
+        {"chat": "b:a", "user": "b", "send_time": 2**63 - 1},
+        {"chat": "a:b", "user": "a", "send_time": "0012"},
+        {"chat": "a:b", "user": "b", "send_time": str(2**63 - 1)},
+        {"chat": "a:b", "user": "a", "send_time": ""},
+        {"chat": "a:b", "user": "a", "send_time": -1},
+        {"chat": "a:b", "user": "a", "send_time": 2**63},
+        {"chat": "a:b", "user": "a", "send_time": str(2**63)},
+        {"chat": "a:b", "user": "a", "send_time": 1.5},
+        {"chat": "a:b", "user": "a", "send_time": "1e3"},
+        {"chat": "a:b", "user": "a", "send_time": True},
+        {"chat": "a:b:c", "user": "a", "send_time": 1},
+        {"chat": "a:b", "user": "a:", "send_time": 1},
+        {"chat": "a:b", "user": 5, "send_time": 1},
+        {"chat": 5, "user": "a", "send_time": 1},
+    ],
+)
+def test_read_body_schema_never_stricter_than_the_server(fields: dict[str, Any]) -> None:
+    """A JSON read body the server accepts passes the schema, and these refusals are caught."""
+    try:
+        read_params({k: v for k, v in fields.items() if v is not None})
+        accepted = True
+    except ApiError:
+        accepted = False
+    assert is_valid(pointer("components", "schemas", "ReadJsonBody"), fields) == accepted
 
 
 def fetch_raw(base: str, path: str) -> tuple[int, dict[str, str], bytes]:
