@@ -10,8 +10,8 @@ the first value wins. The fields are then checked by the contract's rules
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -32,6 +32,8 @@ from contract.requests import (
 )
 from contract.wire import CURSOR_MAX
 from http_srv.errors import ApiError, bad_field
+
+T = TypeVar("T")
 
 MAX_FIELDS = 100  # a query or form with more fields than this is refused
 _WAIT_DIGITS = 18  # digits that always fit an int64; a longer wait waits the maximum
@@ -127,46 +129,40 @@ def merge_fields(query: Mapping[str, Any], body_fields: Mapping[str, Any]) -> di
     return {**query, **body_fields}
 
 
+def checked(rule: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A request checked by one of the contract's rules; a broken rule is a 400 naming the field."""
+    try:
+        return rule(*args, **kwargs)
+    except FieldError as exc:
+        raise bad_field(exc.field, exc.problem) from None
+
+
 def send_params(
     fields: Mapping[str, Any], text_max_bytes: int, idempotency_header: str | None = None
 ) -> SendRequest:
     """A send checked by the contract's rules; a broken one is a 400 naming the field."""
-    try:
-        return send_request(fields, text_max_bytes, idempotency_header)
-    except FieldError as exc:
-        raise bad_field(exc.field, exc.problem) from None
+    return checked(send_request, fields, text_max_bytes, idempotency_header)
 
 
 def pull_params(fields: Mapping[str, Any]) -> PullRequest:
     """A pull checked by the contract's rules (values may be text); else a 400."""
-    try:
-        return pull_request(fields, from_text=True)
-    except FieldError as exc:
-        raise bad_field(exc.field, exc.problem) from None
+    return checked(pull_request, fields, from_text=True)
 
 
 def chats_params(fields: Mapping[str, Any]) -> ChatsRequest:
     """A conversation list's page checked by the contract's rules; else a 400."""
-    try:
-        return chats_request(fields, from_text=True)
-    except FieldError as exc:
-        raise bad_field(exc.field, exc.problem) from None
+    return checked(chats_request, fields, from_text=True)
 
 
 def read_params(fields: Mapping[str, Any]) -> ReadRequest:
     """A read receipt checked by the contract's rules; else a 400."""
-    try:
-        return read_request(fields, from_text=True)
-    except FieldError as exc:
-        raise bad_field(exc.field, exc.problem) from None
+    return checked(read_request, fields, from_text=True)
 
 
 def since_param(fields: Mapping[str, Any]) -> int:
     """A chats request's ``since``: an earlier ``latest_activity`` (blank or absent: 0)."""
-    try:
-        return read_int(fields, "since", CURSOR_MAX, from_text=True, blank_ok=True) or 0
-    except FieldError as exc:
-        raise bad_field(exc.field, exc.problem) from None
+    since = checked(read_int, fields, "since", CURSOR_MAX, from_text=True, blank_ok=True)
+    return since or 0
 
 
 def wait_param(fields: Mapping[str, Any], wait_max: int) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,40 +126,30 @@ class Pipeliner:
     async def _load_scripts(self, missing: list[_Call]) -> list[_Call]:
         """Load the scripts these calls missed; the calls that may now run again.
 
-        On a Cluster each script is loaded on the node of the calls that
-        missed it only (SCRIPT LOAD's default there is every master, so one
-        unreachable master would fail calls bound for the others); a call
-        whose load failed fails with that error.
+        On a Cluster each script is loaded on every master, one load per
+        master at once (the node that runs a call may be another than its
+        slot's owner while the slot moves), and the calls run again unless
+        every load failed: a master that cannot be reached fails the calls
+        bound for it, not those for the others.
         """
-        loads: dict[tuple[int, str], list[_Call]] = {}
-        for c in missing:
-            node = self._node_of(c)
-            loads.setdefault((id(c.script), node), []).append(c)
-        ready: list[_Call] = []
-        for (_, node), calls in loads.items():
-            script = calls[0].script
+        scripts = [c.script for c in {id(c.script): c for c in missing}.values()]
+        loads: list[Awaitable[Any]] = []
+        for script in scripts:
             assert script is not None  # only a script gets NOSCRIPT
-            try:
-                if isinstance(self.redis, RedisCluster):
-                    target = self.redis.get_node(node_name=node)
-                    await self.redis.execute_command(
-                        "SCRIPT LOAD", script.script, target_nodes=target
-                    )
-                else:
-                    script.sha = await self.redis.script_load(script.script)
-            except Exception as exc:
-                for c in calls:
-                    _fail(c, exc)
-                continue
-            ready += calls
-        return ready
-
-    def _node_of(self, c: _Call) -> str:
-        """The name of the node that serves the call's key ("" on a single server)."""
-        if not isinstance(self.redis, RedisCluster):
-            return ""
-        node = self.redis.get_node_from_key(c.keys[0])
-        return node.name if node is not None else ""
+            if isinstance(self.redis, RedisCluster):
+                loads += [
+                    self.redis.execute_command("SCRIPT LOAD", script.script, target_nodes=node)
+                    for node in self.redis.get_primaries()
+                ]
+            else:
+                loads.append(self.redis.script_load(script.script))
+        outcomes = await asyncio.gather(*loads, return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures and len(failures) == len(outcomes):
+            for c in missing:
+                _fail(c, failures[0])
+            return []
+        return missing
 
     async def _execute(self, calls: list[_Call]) -> list[Any]:
         started = time.perf_counter()

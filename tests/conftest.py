@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import RedisCluster
 
 from launcher.procs import free_port, redis_child
 from launcher.stack import Stack
@@ -31,6 +32,15 @@ async def store(redis_url: str) -> AsyncIterator[MessageStore]:
     s = MessageStore.from_url(redis_url, pool_size=32, idempotency_ttl=60)
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def cstore(cluster_url: str) -> AsyncIterator[MessageStore]:
+    """A store on the three-master cluster."""
+    store = await MessageStore.open(cluster_url, idempotency_ttl=60)
+    assert isinstance(store.redis, RedisCluster)
+    yield store
+    await store.close()
 
 
 @pytest.fixture

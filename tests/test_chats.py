@@ -728,7 +728,8 @@ def test_wait_with_an_older_since_answers_at_once(replicas: Replicas) -> None:
         assert seconds < 2, (params, seconds)
 
 
-def test_a_user_without_chats_waits_for_the_first_message(replicas: Replicas) -> None:
+def first_message_wakes_the_wait(replicas: Replicas) -> None:
+    """A user without chats waits on /api/chats; a peer's first message answers it."""
     amy, bob = member_names(3)[1:3]
     chat = canonical_chat(amy, bob)
     sent: dict[str, int] = {}
@@ -742,6 +743,10 @@ def test_a_user_without_chats_waits_for_the_first_message(replicas: Replicas) ->
     assert body["latest_activity"] == sent["t"]
     assert [(e["chat"], e["unread"], e["read_cursor"]) for e in body["chats"]] == [(chat, 1, 0)]
     assert seconds < 4.5 and delay < 2, (seconds, delay)
+
+
+def test_a_user_without_chats_waits_for_the_first_message(replicas: Replicas) -> None:
+    first_message_wakes_the_wait(replicas)
 
 
 # -- on a Redis Cluster --------------------------------------------------------------------
@@ -769,17 +774,7 @@ def test_lists_on_a_cluster(cluster_replicas: Replicas, cluster_url: str) -> Non
         client.close()
     for limit in (1, 2):
         assert names(walk(cluster_replicas.waiter, user, limit)) == order
-    amy, bob = member_names(3)[1:3]
-    chat = canonical_chat(amy, bob)
-    sent: dict[str, int] = {}
-
-    def first() -> int:
-        sent["t"] = send(cluster_replicas.sender, chat, bob, "first")["send_time"]
-        return sent["t"]
-
-    status, body, seconds, delay = wait_for_chats(cluster_replicas.waiter, amy, first, wait=5)
-    assert status == 200 and body["latest_activity"] == sent["t"], body
-    assert seconds < 4.5 and delay < 2, (seconds, delay)
+    first_message_wakes_the_wait(cluster_replicas)
 
 
 class CrashCluster(NamedTuple):

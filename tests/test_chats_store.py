@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -428,14 +427,6 @@ def test_lists_follow_the_model(
 
 
 # -- on a Redis Cluster --------------------------------------------------------------
-
-
-@pytest.fixture
-async def cstore(cluster_url: str) -> AsyncIterator[MessageStore]:
-    store = await MessageStore.open(cluster_url, idempotency_ttl=60)
-    assert isinstance(store.redis, RedisCluster)
-    yield store
-    await store.close()
 
 
 async def test_cluster_lists_follow_the_sends(cstore: MessageStore) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -16,14 +16,6 @@ from tests.stacks import StackFactory
 from tests.test_store import walk
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def cstore(cluster_url: str) -> AsyncIterator[MessageStore]:
-    store = await MessageStore.open(cluster_url, idempotency_ttl=60)
-    assert isinstance(store.redis, RedisCluster)
-    yield store
-    await store.close()
 
 
 def chats(n: int) -> list[str]:
