@@ -1,6 +1,6 @@
 """A bounded soak: mixed load at 200 connections, zero errors, flat memory.
 
-``SOAK_SECONDS`` (default 120) sets the length; the first fifth is warm-up.
+``SOAK_SECONDS`` (default 60) sets the length; the first fifth is warm-up.
 The resident memory of each front-end and RPC process may grow by less than
 10% after warm-up. Redis is left out of that check, since its memory grows
 with the messages the soak stores; its bytes per message are recorded.
@@ -23,7 +23,7 @@ from tests.stacks import StackFactory
 
 pytestmark = pytest.mark.slow
 
-SECONDS = int(os.environ.get("SOAK_SECONDS", "120"))
+SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
 SCRIPT = Path(__file__).parent / "wrk" / "soak.lua"
 
 
