@@ -39,17 +39,10 @@ worktree is removed, in every case.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,16 +53,29 @@ from urllib.parse import urlencode
 import orjson
 import redis
 
-from bench import dataset, stack, wrk_runner
+from bench import dataset, wrk_runner
 from bench.loadgen import GRACE_S, run_tool
 from bench.measure import measure
-from bench.results import RunResult, ToolOutput, machine_info, write_json
-from launcher.stack import Stack
+from bench.results import ToolOutput, machine_info, write_json
+from bench.variants import (
+    REPO,
+    Side,
+    aof_rewrites,
+    cells,
+    checkout,
+    cpu_of,
+    fmt,
+    http,
+    median_of,
+    ratio,
+    row_of,
+    start_side,
+    worker_settings,
+)
 from rpc_srv.store import LAYOUT, LAYOUT_KEY, chat_key, list_key, read_key
 
 LISTS_DONE_KEY = "pullchat:lists"  # rpc_srv/backfill.py's DONE_KEY
 
-REPO = stack.REPO
 RESULTS = REPO / "bench" / "results"
 BEFORE = "2007266"  # "make run needs Redis 7...": the last commit without the lists
 SIZES = (10, 100, 1000, 100_000)
@@ -85,82 +91,6 @@ SMOKE = {"duration": 2, "rounds": 1, "messages": 5}
 
 
 # -- the two stacks ---------------------------------------------------------------
-
-
-@dataclass
-class Side:
-    label: str  # "A" (before) or "B" (working tree)
-    code: str  # what it runs, for the report
-    target: stack.Target
-
-    @property
-    def url(self) -> str:
-        return self.target.url
-
-    def redis(self) -> redis.Redis:
-        return self.target.redis()
-
-
-def git(*args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
-@contextlib.contextmanager
-def checkout(rev: str) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """`rev` in a temporary worktree (detached; the checkout itself is left as it is)."""
-    parent = Path(tempfile.mkdtemp(prefix="pullchat-before-"))
-    tree = parent / "tree"
-    git("worktree", "add", "--detach", "--quiet", str(tree), rev)
-    try:
-        info = {
-            "rev": rev,
-            "commit": git("-C", str(tree), "rev-parse", "HEAD"),
-            "subject": git("-C", str(tree), "log", "-1", "--format=%s"),
-            "has_lists": (tree / "rpc_srv" / "lua" / "chats.lua").exists(),
-        }
-        yield tree, info
-    finally:
-        with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
-            git("worktree", "remove", "--force", str(tree))
-        shutil.rmtree(parent, ignore_errors=True)
-        with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
-            git("worktree", "prune")
-
-
-def start_stack(
-    logs: Path, name: str, code: Path | None, http_workers: int | None, rpc_workers: int | None
-) -> stack.Target:
-    """A stack as bench/stack.py starts one; with `code`, its tiers run that checkout."""
-    overrides = {"HTTP_ACCESS_LOG": "false"}
-    if http_workers is not None:
-        overrides["HTTP_WORKERS"] = str(http_workers)
-    if rpc_workers is not None:
-        overrides["RPC_WORKERS"] = str(rpc_workers)
-    built = Stack.on_loopback(log_dir=logs, name=name, overrides=overrides)
-    if code is not None:
-        # `python -m rpc_srv` (and http_srv) from that folder: PYTHONPATH puts it
-        # before the editable install (a finder appended to sys.meta_path), and
-        # PYTHONSAFEPATH keeps the current folder (this checkout) off sys.path.
-        built.environ = {**os.environ, "PYTHONPATH": str(code), "PYTHONSAFEPATH": "1"}
-    built.start(timeout=60)
-    return stack.Target(
-        built.base, built.redis_url, built.roles(), dict(built.settings), stack=built
-    )
-
-
-def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def code_check(side: Side, lists_expected: bool) -> dict[str, Any]:
@@ -476,33 +406,6 @@ def wrk_chats(
     return output, read
 
 
-def row_of(result: RunResult) -> dict[str, Any]:
-    cpu = {k: round(v, 1) for k, v in result.cpu_us_per_request.items()}
-    client = result.client_cpu_us_per_request
-    other = result.other_cpu_cores
-    return {
-        "rps": round(result.output.rps, 1),
-        "requests": result.output.requests,
-        "p50_ms": result.output.latency_ms.get("p50"),
-        "p99_ms": result.output.latency_ms.get("p99"),
-        "cpu_us_per_request": cpu,
-        "client_cpu_us_per_request": round(client, 1) if client is not None else None,
-        "other_cores": round(other, 2) if other is not None else None,
-        "errors": result.output.errors,
-        "ok": result.ok,
-        "failure": result.failure,
-        "argv": result.output.argv,
-    }
-
-
-def aof_rewrites(side: Side) -> int:
-    client = side.redis()
-    try:
-        return int(client.info("persistence").get("aof_rewrites", 0))
-    finally:
-        client.close()
-
-
 def send_run(
     side: Side, opts: argparse.Namespace, round_no: int, warmup: bool = False
 ) -> dict[str, Any]:
@@ -553,25 +456,6 @@ def chats_run(
 
 
 # -- summaries --------------------------------------------------------------------
-
-
-def median_of(
-    rows: list[dict[str, Any]], pick: Callable[[dict[str, Any]], float | None]
-) -> float | None:
-    values = [v for v in (pick(r) for r in rows if r["ok"]) if v is not None]
-    return statistics.median(values) if values else None
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
-
-
-def cpu_of(role: str) -> Callable[[dict[str, Any]], float | None]:
-    def pick(row: dict[str, Any]) -> float | None:
-        value: float | None = row["cpu_us_per_request"].get(role)
-        return value
-
-    return pick
 
 
 def send_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -631,21 +515,6 @@ def chats_summary(rows: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any
             round(min(full_rates) / max(full_rates), 3) if full_rates else None
         ),
     }
-
-
-def fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and digits:
-        return f"{value:,.{digits}f}"
-    if isinstance(value, (int, float)):
-        return f"{value:,.0f}" if abs(value) >= 100 or not digits else f"{value:.{digits}f}"
-    return str(value)
-
-
-def cells(*values: Any) -> str:
-    """One row of a Markdown table."""
-    return "| " + " | ".join(str(v) for v in values) + " |\n"
 
 
 def verdict(ok: bool) -> str:
@@ -932,16 +801,17 @@ def main(argv: list[str] | None = None) -> int:
     sides: dict[str, Side] = {}
     try:
         with checkout(opts.before) as (tree, before):
+            before["has_lists"] = (tree / "rpc_srv" / "lua" / "chats.lua").exists()
             report["before"] = before
             if before["has_lists"]:
                 print(f"warning: {opts.before} has rpc_srv/lua/chats.lua already", file=sys.stderr)
             try:
                 logs = out / "logs"
-                a = start_stack(logs, "before", tree, opts.http_workers, opts.rpc_workers)
-                sides["A"] = Side("A", before["commit"], a)
-                b = start_stack(logs, "", None, opts.http_workers, opts.rpc_workers)
-                sides["B"] = Side("B", "working tree", b)
+                workers = worker_settings(opts.http_workers, opts.rpc_workers)
+                sides["A"] = start_side("A", before["commit"], logs, "before", tree, workers)
+                sides["B"] = start_side("B", "working tree", logs, "", None, workers)
                 report["settings"] = {k: s.target.env for k, s in sides.items()}
+                report["imports"] = {k: s.imports for k, s in sides.items()}
                 report["code_check"] = {
                     "A": code_check(sides["A"], lists_expected=False),
                     "B": code_check(sides["B"], lists_expected=True),
