@@ -66,6 +66,9 @@ bench-longpoll: $(VENV)/.installed-bench ## what waiting pulls cost: delivery la
 bench-chats: $(VENV)/.installed-bench ## what conversation lists cost: send A/B, /api/chats by list size, bytes (~5 min)
 	$(BIN)/python -m bench.chats $(BENCH_ARGS)
 
+bench-ab: $(VENV)/.installed-bench ## two variants side by side: BENCH_ARGS='--a HEAD~1 --b .' (bench/README.md)
+	$(BIN)/python -m bench.ab $(BENCH_ARGS)
+
 screenshot: $(VENV)/.installed-dev ## the README's picture of the chat page, taken by its browser test
 	PULLCHAT_SCREENSHOT=docs/chat-page.png $(BIN)/python -m pytest tests/test_web.py -k two_users -q
 
