@@ -3,7 +3,7 @@
 Requests and replies are JSON objects with snake_case field names:
 
 - ``POST /rpc/send``  ``{"message": {"chat", "text", "sender"}, "client_msg_id"?}``
-  -> ``{"code", "msg", "chat", "send_time", "duplicate"}``
+  -> ``{"code", "msg", "chat", "sender", "send_time", "duplicate"}``
 - ``POST /rpc/pull``  ``{"chat", "cursor", "limit", "reverse"?}``
   -> ``{"code", "msg", "messages", "has_more", "next_cursor", "tail_cursor"?}``
 - ``POST /rpc/chats`` ``{"user", "limit"?, "cursor"?}``
@@ -28,7 +28,7 @@ Every reply carries ``code`` (0 is success) and ``msg``, and its JSON begins
 with ``code``: a successful reply begins with OK_REPLY_PREFIX, byte for byte.
 A forward Pull reply (``reverse`` false) also carries ``tail_cursor``: the
 send_time of its last message plus 1, or the request's cursor when it is
-empty. A successful Pull, Chats or MarkRead reply has exactly the fields of
+empty. A successful Send, Pull, Chats or MarkRead reply has exactly the fields of
 its public answer, so the front end answers with its bytes as they are. The HTTP status is 200
 whenever a ``code`` is given; the code tells what happened. The ``msg`` of an
 INVALID_ARGUMENT reply names the field at fault first (``"limit: must be ..."``).

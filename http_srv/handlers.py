@@ -29,10 +29,6 @@ from http_srv.waits import ChatsQuery, Mark, PullQuery, Query
 _PONG = orjson.dumps({"message": "pong"})
 
 
-def ok(body: dict[str, Any]) -> HTTPResponse:
-    return HTTPResponse(orjson.dumps(body), content_type="application/json")
-
-
 async def read_body(request: Request) -> bytes:
     """The whole body, which must arrive within REQUEST_TIMEOUT of the headers.
 
@@ -89,16 +85,8 @@ async def send(request: Request) -> HTTPResponse:
         request.headers.get("idempotency-key"),
     )
     reply = await state.rpc.send(params.chat, params.sender, params.text, params.client_msg_id)
-    return ok(
-        {
-            "code": 0,
-            "msg": "success",
-            "chat": params.chat,
-            "sender": params.sender,
-            "send_time": reply["send_time"],
-            "duplicate": reply.get("duplicate", False),
-        }
-    )
+    # The RPC service's Send reply is the answer, field for field: passed on as it is.
+    return HTTPResponse(reply, content_type="application/json")
 
 
 async def pull(request: Request) -> HTTPResponse:

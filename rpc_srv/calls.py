@@ -38,7 +38,7 @@ Pending = Coroutine[Any, Any, Reply]  # a queued call; awaiting it gives the rep
 def run_send(store: MessageStore, text_max_bytes: int, params: dict[str, Any]) -> Pending:
     """Send(SendRequest{message, client_msg_id?}) -> SendResponse.
 
-    The reply: code, msg, chat, send_time, duplicate.
+    The reply: code, msg, chat, sender, send_time, duplicate.
     """
     message = params.get("message")
     if not isinstance(message, dict):
@@ -47,16 +47,19 @@ def run_send(store: MessageStore, text_max_bytes: int, params: dict[str, Any]) -
     checked = send_request(fields, text_max_bytes)
     return send_reply(
         checked.chat,
+        checked.sender,
         store.send(checked.chat, checked.sender, checked.text, checked.client_msg_id),
     )
 
 
-async def send_reply(chat: str, sent: Awaitable[SendResult]) -> Reply:
+async def send_reply(chat: str, sender: str, sent: Awaitable[SendResult]) -> Reply:
+    """The Send reply: the public answer of a send, field for field."""
     result = await sent
     return {
         "code": Code.OK,
         "msg": "success",
         "chat": chat,
+        "sender": sender,
         "send_time": result.send_time,
         "duplicate": result.duplicate,
     }

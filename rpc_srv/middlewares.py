@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +32,22 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
+_SERIES: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+
+def _metrics_of(path: str, status: int) -> tuple[Any, Any]:
+    """The timer and counter of a path and status, looked up once (labels() is not free)."""
+    series = _SERIES.get((path, status))
+    if series is None:
+        if len(_SERIES) > 1000:  # unmatched paths are one label; statuses are few
+            _SERIES.clear()
+        series = _SERIES[path, status] = (
+            metrics.REQUEST_SECONDS.labels(path),
+            metrics.REQUESTS.labels(path, str(status)),
+        )
+    return series
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map every failure to the JSON reply shape, time and count every request.
@@ -49,8 +66,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = reply(body, 500 if body["code"] == Code.INTERNAL else 200)
     resource = request.match_info.route.resource
     path = resource.canonical if resource is not None else "unmatched"
-    metrics.REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)
-    metrics.REQUESTS.labels(path, str(response.status)).inc()
+    seconds, counted = _metrics_of(path, response.status)
+    seconds.observe(time.perf_counter() - started)
+    counted.inc()
     if request.app[LIFECYCLE].draining:
         response.headers[DRAINING_HEADER] = "1"
         response.force_close()
