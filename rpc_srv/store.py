@@ -42,8 +42,8 @@ from typing import Any, NamedTuple, cast
 import orjson
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from rpc_srv.pipeliner import TRANSIENT, Pipeliner
 
