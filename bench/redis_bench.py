@@ -28,6 +28,7 @@ from rpc_srv.store import lua
 CONNECTIONS = 50
 KEYSPACE = 1000
 KEY = "im:{rbench:__rand_int__}"  # redis-benchmark puts 12 random digits there
+READ_KEY = "read:{rbench:__rand_int__}"
 TEXT = "a text of sixty characters, the middle of the forty to eighty"
 _ROW = re.compile(r'"([\d.]+)","([\d.]+)","([\d.]+)","([\d.]+)","([\d.]+)","([\d.]+)","([\d.]+)"$')
 
@@ -45,7 +46,10 @@ def tests(client: redis.Redis, layout: str = STREAM) -> list[Test]:
     if layout == STREAM:
         send_sha = str(client.script_load(lua("send.lua")))
         text = orjson.dumps(TEXT).decode()
-        send = ["EVALSHA", send_sha, "1", KEY, "0", text, ttl, retention]
+        # As MessageStore.send passes them on a single server: the chat, its read
+        # cursors and both members' lists ("rbench" has a chat with every peer).
+        keys = [KEY, READ_KEY, "chats:{rbench}", "chats:{__rand_int__}"]
+        send = ["EVALSHA", send_sha, str(len(keys)), *keys, "0", text, ttl, retention, "2"]
         # A pull of 10, as MessageStore.pull asks for it (without a retention).
         plan = [
             Test("redis-send", send),
