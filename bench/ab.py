@@ -43,7 +43,6 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from typing import Any
 import orjson
 
 from bench import dataset, stack, wrk_runner
+from bench.cli import positive_ints
 from bench.measure import measure
 from bench.results import machine_info, write_json
 from bench.variants import (
@@ -71,6 +71,7 @@ from bench.variants import (
     fmt,
     git,
     http,
+    measured,
     median_of,
     ratio,
     row_of,
@@ -133,16 +134,6 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
-    if not values or values[0] < 1:
-        raise argparse.ArgumentTypeError("concurrency levels must be integers >= 1")
-    return values
-
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
     unknown = [n for n in names if n not in ALL]
@@ -179,7 +170,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--workloads", type=_names, default=ALL, help=f"comma-separated ({','.join(ALL)})"
     )
     parser.add_argument(
-        "--connections", type=_ints, default=(50,), help="concurrency levels, comma-separated (50)"
+        "--connections",
+        type=positive_ints,
+        default=(50,),
+        help="concurrency levels, comma-separated (50)",
     )
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (4)")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (10)")
@@ -843,8 +837,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     runner = Runner(opts, out, report)
     variants = variants_of(opts)
-    status = 0
-    try:
+
+    def run() -> None:
         with checked_out(variants):
             report["variants"] = [
                 {
@@ -891,14 +885,8 @@ def main(argv: list[str] | None = None) -> int:
                     runner.pong.stop()
                 for s in reversed(list(runner.sides.values())):
                     s.target.stop()
-    except KeyboardInterrupt:
-        report["error"] = "interrupted"
-        status = 130
-    except Exception as exc:
-        report["error"] = f"{type(exc).__name__}: {exc}"
-        (out / "error.txt").write_text(traceback.format_exc())
-        traceback.print_exc()
-        status = 2
+
+    status = measured(report, out, run)
     report["loadavg_end"] = os.getloadavg()
     rows = report["runs"]
     assign_pong_ratios(rows)

@@ -42,7 +42,6 @@ import argparse
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +65,7 @@ from bench.variants import (
     cpu_of,
     fmt,
     http,
+    measured,
     median_of,
     ratio,
     row_of,
@@ -797,9 +797,9 @@ def main(argv: list[str] | None = None) -> int:
         "chats": [],
         "memory": [],
     }
-    status = 0
     sides: dict[str, Side] = {}
-    try:
+
+    def run() -> None:
         with checkout(opts.before) as (tree, before):
             before["has_lists"] = (tree / "rpc_srv" / "lua" / "chats.lua").exists()
             report["before"] = before
@@ -821,14 +821,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for side in reversed(list(sides.values())):
                     side.target.stop()
-    except KeyboardInterrupt:
-        report["error"] = "interrupted"
-        status = 130
-    except Exception as exc:
-        report["error"] = f"{type(exc).__name__}: {exc}"
-        (out / "error.txt").write_text(traceback.format_exc())
-        traceback.print_exc()
-        status = 2
+
+    status = measured(report, out, run)
     report["loadavg_end"] = os.getloadavg()
     write_json(out / "results.json", report)
     (out / "summary.md").write_text("".join(markdown(report)))

@@ -50,7 +50,7 @@ class Options:
         return name in self.workloads
 
 
-def _positive_ints(text: str) -> tuple[int, ...]:
+def positive_ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
     except ValueError:
@@ -85,7 +85,7 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--duration", type=_positive, default=10, help="seconds per run (10)")
     parser.add_argument(
         "--connections",
-        type=_positive_ints,
+        type=positive_ints,
         default=(1, 20, 50, 200),
         help="concurrency levels, comma-separated (1,20,50,200)",
     )

@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -62,6 +63,25 @@ class Side:
 
 
 # -- which code -------------------------------------------------------------------
+
+
+def measured(report: dict[str, Any], out: Path, run: Callable[[], None]) -> int:
+    """Run a bench's measuring steps: the exit status (0; 130 interrupted; 2 a step broke).
+
+    What broke is put in the report (the traceback in ``out/error.txt``), so
+    that a report of what was measured is still written.
+    """
+    try:
+        run()
+    except KeyboardInterrupt:
+        report["error"] = "interrupted"
+        return 130
+    except Exception as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        (out / "error.txt").write_text(traceback.format_exc())
+        traceback.print_exc()
+        return 2
+    return 0
 
 
 def git(*args: str) -> str:

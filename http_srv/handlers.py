@@ -9,7 +9,7 @@ import orjson
 from sanic import HTTPResponse, Request
 from sanic.http import Http
 
-from contract import chats_cursor, prom
+from contract import prom
 from http_srv.context import ctx
 from http_srv.deadline_protocol import own_deadline
 from http_srv.errors import ApiError
@@ -24,7 +24,7 @@ from http_srv.params import (
     since_param,
     wait_param,
 )
-from http_srv.waits import ChatsQuery, Mark, PullQuery, Query
+from http_srv.waits import ChatsQuery, PullQuery, Query
 
 _PONG = orjson.dumps({"message": "pong"})
 
@@ -90,35 +90,28 @@ async def send(request: Request) -> HTTPResponse:
 
 
 async def pull(request: Request) -> HTTPResponse:
-    state = ctx(request)
     fields = await request_fields(request)
     params = pull_params(fields)
-    wait = wait_param(fields, state.settings.pull_wait_max)
-    mark = state.waits.mark(params.chat) if wait else None
-    page = await state.rpc.pull(params.chat, params.cursor, params.limit, params.reverse)
+    wait = wait_param(fields, ctx(request).settings.pull_wait_max)
     # The RPC service's Pull reply is the answer, field for field: passed on as it is.
-    return await answer(request, PullQuery(params), mark, page, wait)
+    return await answer(request, PullQuery(params), wait)
 
 
 async def chats(request: Request) -> HTTPResponse:
-    state = ctx(request)
     fields = await request_fields(request)
     params = chats_params(fields)
-    wait = wait_param(fields, state.settings.pull_wait_max)
-    query = ChatsQuery(params, since_param(fields))
-    mark = state.waits.mark(params.user) if wait else None
-    cursor = chats_cursor.encode(params.after) if params.after is not None else ""
-    page = await state.rpc.chats(params.user, params.limit, cursor)
-    return await answer(request, query, mark, page, wait)
+    wait = wait_param(fields, ctx(request).settings.pull_wait_max)
+    return await answer(request, ChatsQuery(params, since_param(fields)), wait)
 
 
-async def answer(
-    request: Request, query: Query, mark: Mark | None, page: bytes, wait: int
-) -> HTTPResponse:
-    """`page` if it is what `query` waits for (or it may not wait), else a later read of it."""
+async def answer(request: Request, query: Query, wait: int) -> HTTPResponse:
+    """The query's read; if that is not what it waits for and it may wait, a later one."""
+    state = ctx(request)
+    mark = state.waits.mark(query.name) if wait else None  # before the read: see waits.py
+    page = await query.read(state.rpc)
     if mark is not None and not query.ready(page):
         with own_deadline(request):  # the wait bounds it: no periodic checks meanwhile
-            page = await ctx(request).waits.wait(query, mark, page, wait)  # see waits.py
+            page = await state.waits.wait(query, mark, page, wait)
     return HTTPResponse(page, content_type="application/json")
 
 

@@ -114,7 +114,7 @@ async def chats_reply(store: MessageStore, request: ChatsRequest) -> Reply:
             "unread": state.unread,
             "read_cursor": state.read_cursor,
         }
-        shown.append((_last_send_time(state), entry))
+        shown.append((state.last_send_time, entry))
     shown.sort(key=lambda pair: pair[0], reverse=True)  # stable: ties keep the list's order
     # A message stored since the list was read may show: the client has seen it.
     latest = max([page.latest_activity, *(send_time for send_time, _ in shown)])
@@ -130,12 +130,6 @@ async def chats_reply(store: MessageStore, request: ChatsRequest) -> Reply:
         "next_cursor": next_cursor,
         "latest_activity": latest,
     }
-
-
-def _last_send_time(state: ReadState) -> int:
-    if state.last_message_json is None:
-        return 0
-    return int(state.last_message_json.rpartition(b":")[2][:-1])
 
 
 async def settled_all(pending: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:

@@ -74,6 +74,7 @@ class ReadState(NamedTuple):
     read_cursor: int
     unread: int
     last_message_json: bytes | None  # {"chat", "text", "sender", "send_time"}; None if empty
+    last_send_time: int  # of that message; 0 if empty
 
 
 class ChatsPage(NamedTuple):
@@ -427,9 +428,9 @@ class MessageStore:
         reply = await _settled(pending)
         cursor, unread = int(reply[0]), int(reply[1])
         if len(reply) < 5:
-            return ReadState(cursor, unread, None)
+            return ReadState(cursor, unread, None, 0)
         entry = (reply[2], (reply[3], reply[4]))
-        return ReadState(cursor, unread, page_json(chat, (entry,))[1:-1])
+        return ReadState(cursor, unread, page_json(chat, (entry,))[1:-1], send_time_of(reply[2]))
 
     def pull(self, chat: str, cursor: int, limit: int, reverse: bool) -> Coroutine[Any, Any, Page]:
         """One page of a canonical chat, queued now.
