@@ -19,6 +19,9 @@ Requests and replies are JSON objects with snake_case field names:
   with the replies alone, one JSON object per line, in order (no JSON the
   service writes holds a raw newline), so a caller can pass each reply on
   without decoding it
+- ``GET /rpc/stream``: a WebSocket carrying batches as frames, the same calls
+  and replies as ``/rpc/batch`` without an HTTP exchange each
+  (rpc_srv/stream.py says what its frames hold)
 - ``GET /rpc/watch``: a WebSocket of new-message hints for waiting pulls
   (rpc_srv/watch.py says what its frames hold)
 - ``GET /health`` -> ``{"code", "msg"}`` (code 0 when Redis answers)
@@ -49,6 +52,7 @@ CHATS_PATH = "/rpc/chats"
 MARK_READ_PATH = "/rpc/mark_read"
 BATCH_PATH = "/rpc/batch"
 WATCH_PATH = "/rpc/watch"
+STREAM_PATH = "/rpc/stream"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 BATCH_MAX = 512
@@ -58,6 +62,7 @@ OK_REPLY_PREFIX = b'{"code":0,'
 EMPTY_PAGE_PREFIX = b'{"code":0,"msg":"success","messages":[]'
 WATCH_HEARTBEAT = 10.0  # seconds between pings on a watch stream: a dead peer is noticed
 WATCH_FRAME_MAX = 4 * 1024 * 1024  # bytes in one frame of a watch stream
+STREAM_DRAINING = "draining"  # a batch stream's notice that its worker drains
 # Set on every reply of a worker that is shutting down: clients should move on.
 DRAINING_HEADER = "X-Pullchat-Draining"
 

@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> App:
             settings.rpc_batch,
             settings.rpc_batch_max,
             settings.rpc_resolve_interval,
+            stream=settings.rpc_stream,
         )
         await app.ctx.rpc.start()
         app.ctx.waits = Waits(app.ctx.rpc)

@@ -1,16 +1,20 @@
 """The front end's client of the RPC service: one pooled keep-alive session per worker.
 
 Calls made in the same event-loop tick are coalesced (contract.coalescer)
-into one ``/rpc/batch`` request (a lone call goes to its own endpoint), so
-the cost of an HTTP exchange is shared by every request in flight; each
-caller still gets its own reply or error. ``RPC_BATCH=false`` sends every call
-on its own. A batch's replies come one per line (NDJSON), so each caller gets
+into one batch, so the cost of an exchange is shared by every request in
+flight; each caller still gets its own reply or error. A batch goes as a frame
+of the worker's one WebSocket to the replica (``/rpc/stream``, rpc_stream.py),
+which costs less than an HTTP request each; with ``RPC_STREAM=false``, or to
+a replica without that path, it is a ``/rpc/batch`` request (a lone call then
+goes to its own endpoint). ``RPC_BATCH=false`` sends every call on its own
+endpoint. A batch's replies come one per line (NDJSON), so each caller gets
 its reply's JSON without the others being decoded, and a pulled page reaches
 the public answer without being decoded at all.
 
 Calls are spread over every RPC replica (see endpoints.py). A request whose
 connection could not even be made was never sent, so it goes to the next
-replica. Every call is bounded by ``RPC_TIMEOUT`` in all. A call that cannot
+replica (and so does one a draining replica refused a stream to). Every
+call is bounded by ``RPC_TIMEOUT`` in all. A call that cannot
 reach any replica answers 503, one that times out 504. A batch made only of
 calls that may run twice (pulls, sends with an idempotency key) is retried
 once when a pooled connection turns out to be dead mid-request.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +46,7 @@ from contract.wire import (
     OK_REPLY_PREFIX,
     PULL_PATH,
     SEND_PATH,
+    STREAM_PATH,
     WATCH_HEARTBEAT,
     WATCH_PATH,
     Code,
@@ -48,6 +54,7 @@ from contract.wire import (
 from http_srv import metrics
 from http_srv.endpoints import Endpoint, Endpoints, Resolver, resolve_host
 from http_srv.errors import ApiError
+from http_srv.rpc_stream import BatchStream
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,8 @@ _METHOD_PATHS = {
     "chats": CHATS_PATH,
     "mark_read": MARK_READ_PATH,
 }
+# A replica that has no /rpc/stream (an earlier version) is asked again after this long (s).
+_NO_STREAM_RETRY = 60.0
 
 
 @dataclass(slots=True)
@@ -84,6 +93,7 @@ class RpcClient:
         max_batch: int = 128,
         resolve_interval: float = 5.0,
         resolve: Resolver = resolve_host,
+        stream: bool = True,
     ) -> None:
         self.endpoints = Endpoints(base_url.split(","), resolve=resolve)
         self.resolve_interval = resolve_interval
@@ -93,6 +103,10 @@ class RpcClient:
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
         self._calls = TickCoalescer(self._dispatch, max_batch if batch else 1)
+        self._streamed = stream and batch
+        self._streams: dict[str, BatchStream] = {}  # by replica URL
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._no_stream_until: dict[str, float] = {}
         self._resolver_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -104,7 +118,7 @@ class RpcClient:
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             skip_auto_headers=("User-Agent",),
         )
-        # Watch streams live long: a session of their own, bounded only in connecting.
+        # Watch and batch streams live long: a session of their own, bounded only in connecting.
         self._watch_session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout),
             skip_auto_headers=("User-Agent",),
@@ -124,6 +138,8 @@ class RpcClient:
             self._resolver_task.cancel()
             await asyncio.gather(self._resolver_task, return_exceptions=True)
         await self._calls.wait_idle()
+        await asyncio.gather(*(s.close() for s in self._streams.values()))
+        self._streams.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -209,40 +225,16 @@ class RpcClient:
                 c.future.set_result(reply)
 
     async def _exchange(self, calls: list[_Call]) -> list[bytes]:
-        """Each call's reply, as JSON; a lone call goes to its method's own path."""
-        retry_safe = all(c.retry_safe for c in calls)
-        if len(calls) == 1:
-            call = calls[0]
-            headers = _JSON_HEADERS
-            if call.request_id is not None:
-                headers = {**_JSON_HEADERS, HEADER: call.request_id}
-            raw, _ = await self._post(_METHOD_PATHS[call.method], call.payload, retry_safe, headers)
-            return [raw]
-        body = {"calls": [_batched(c) for c in calls]}
-        raw, media = await self._post(BATCH_PATH, body, retry_safe, _BATCH_HEADERS)
-        if media == NDJSON:
-            replies = raw.split(b"\n")  # one line per reply: no JSON holds a raw newline
-        else:  # an error answer (or a service that only answers JSON)
-            listed = _checked(_decoded(raw)).get("replies")
-            replies = [orjson.dumps(r) for r in listed] if isinstance(listed, list) else []
-        if len(replies) != len(calls):
-            raise ValueError("batch reply does not match its calls")
-        return replies
-
-    async def _post(
-        self, path: str, payload: Any, retry_safe: bool, headers: dict[str, str]
-    ) -> tuple[bytes, str]:
-        """POST to one replica after another until one answers (see the module doc)."""
-        assert self._session is not None
-        body = orjson.dumps(payload)
-        stale_retries = 1 if retry_safe else 0
+        """Each call's reply, as JSON, from one replica after another until one
+        answers (see the module doc)."""
+        stale_retries = 1 if all(c.retry_safe for c in calls) else 0
         unreachable = 0
         while True:
             endpoint = self.endpoints.pick()
             try:
-                return await self._post_to(endpoint, path, body, headers)
-            except aiohttp.ClientConnectorError:
-                # No connection, so nothing was sent: safe on any replica.
+                return await self._exchange_with(endpoint, calls)
+            except (aiohttp.ClientConnectorError, aiohttp.WSServerHandshakeError):
+                # No connection, or no stream opened: nothing was sent, safe on any replica.
                 self.endpoints.mark_down(endpoint)
                 unreachable += 1
                 if unreachable >= len(self.endpoints):
@@ -253,6 +245,55 @@ class RpcClient:
                     raise
                 stale_retries -= 1
                 metrics.RPC_RETRIES.labels("stale connection").inc()
+
+    async def _exchange_with(self, endpoint: Endpoint, calls: list[_Call]) -> list[bytes]:
+        stream = await self._stream_to(endpoint) if self._streamed else None
+        if stream is not None:
+            return _matched(calls, await stream.exchange([_batched(c) for c in calls]))
+        if len(calls) == 1:
+            call = calls[0]
+            headers = _JSON_HEADERS
+            if call.request_id is not None:
+                headers = {**_JSON_HEADERS, HEADER: call.request_id}
+            body = orjson.dumps(call.payload)
+            raw, _ = await self._post_to(endpoint, _METHOD_PATHS[call.method], body, headers)
+            return [raw]
+        body = orjson.dumps({"calls": [_batched(c) for c in calls]})
+        raw, media = await self._post_to(endpoint, BATCH_PATH, body, _BATCH_HEADERS)
+        if media == NDJSON:
+            return _matched(calls, raw.split(b"\n"))  # no JSON holds a raw newline
+        # an error answer (or a service that only answers JSON)
+        listed = _checked(_decoded(raw)).get("replies")
+        replies = [orjson.dumps(r) for r in listed] if isinstance(listed, list) else []
+        return _matched(calls, replies)
+
+    async def _stream_to(self, endpoint: Endpoint) -> BatchStream | None:
+        """The worker's open batch stream to `endpoint`, opened if need be; None when
+        the replica refuses /rpc/stream with a 4xx (its batches go as /rpc/batch requests)."""
+        stream = self._streams.get(endpoint.url)
+        if stream is not None and stream.usable:
+            return stream
+        if self._no_stream_until.get(endpoint.url, 0.0) > time.monotonic():
+            return None
+        lock = self._opening.setdefault(endpoint.url, asyncio.Lock())
+        async with lock:  # the batches of a burst share the one stream it opens
+            stream = self._streams.get(endpoint.url)
+            if stream is not None and stream.usable:
+                return stream
+            assert self._watch_session is not None
+            try:
+                ws = await self._watch_session.ws_connect(
+                    endpoint.url + STREAM_PATH, heartbeat=WATCH_HEARTBEAT, max_msg_size=0
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                if not 400 <= exc.status < 500:
+                    raise  # a replica that drains (503) or fails: try the next
+                # An earlier version, or a proxy that does not upgrade: it answers HTTP.
+                self._no_stream_until[endpoint.url] = time.monotonic() + _NO_STREAM_RETRY
+                return None
+            stream = BatchStream(ws, on_draining=lambda: self.endpoints.mark_down(endpoint))
+            self._streams[endpoint.url] = stream
+            return stream
 
     async def _post_to(
         self, endpoint: Endpoint, path: str, body: bytes, headers: dict[str, str]
@@ -266,6 +307,12 @@ class RpcClient:
             if resp.status >= 500 and not raw.startswith(b"{"):
                 raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
             return raw, resp.content_type
+
+
+def _matched(calls: list[_Call], replies: list[bytes]) -> list[bytes]:
+    if len(replies) != len(calls):
+        raise ValueError("batch reply does not match its calls")
+    return replies
 
 
 def _batched(call: _Call) -> dict[str, Any]:

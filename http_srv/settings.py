@@ -32,6 +32,9 @@ class Settings:
     rpc_batch: bool = setting(
         "RPC_BATCH", True, doc="coalesce the RPC calls of one event-loop tick into one request"
     )
+    rpc_stream: bool = setting(
+        "RPC_STREAM", True, doc="batches as frames of one WebSocket per RPC replica (/rpc/stream)"
+    )
     rpc_batch_max: int = setting("RPC_BATCH_MAX", 128, minimum=1, doc="calls per batch at most")
     pull_wait_max: int = setting(
         "PULL_WAIT_MAX", 30, minimum=0, doc="a pull's wait above this many seconds waits this long"

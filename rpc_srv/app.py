@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from rpc_srv import routes
+from rpc_srv import routes, stream
 from rpc_srv.backfill import keep_listing
 from rpc_srv.middlewares import errors_middleware, request_id_middleware
 from rpc_srv.notifications import Hub
@@ -56,10 +56,14 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[TEXT_MAX_BYTES] = settings.text_max_bytes
     app[LIFECYCLE] = lifecycle = Lifecycle()
     app[WATCH_STREAMS] = set()
+    app[stream.BATCH_STREAMS] = stream.Streams()
+    app[stream.FRAME_MAX] = settings.request_max_bytes
     lifecycle.on_drain.append(lambda: close_streams(app))
+    lifecycle.on_drain.append(lambda: stream.tell_draining(app))
 
     async def on_shutdown(app: web.Application) -> None:
         close_streams(app)
+        await stream.close_streams(app)
 
     app.on_shutdown.append(on_shutdown)
     app.cleanup_ctx.append(store_ctx(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from contract.request_ids import awaited_as, batch_call_id, using
 from contract.requests import FieldError
 from contract.wire import BATCH_MAX, NDJSON, Code
 from rpc_srv import metrics
-from rpc_srv.calls import Reply, count_calls, start_call
+from rpc_srv.calls import Pending, Reply, count_calls, start_call
 from rpc_srv.state import LIFECYCLE, STORE
 from rpc_srv.store import StoreUnavailable
 
@@ -58,22 +59,36 @@ async def batch(request: web.Request) -> web.Response:
     """Several calls in one request: ``{"calls": [{"method", "request"}]}`` ->
     ``{"code", "msg", "replies": [...]}``, one reply (or error reply) per call, in order;
     or, when the caller accepts NDJSON, the replies alone, one per line.
-
-    Every call is queued before any is awaited, so their Redis scripts share one
-    pipeline.
     """
     body = await read_object(request)
-    calls = body.get("calls")
+    replies = await run_batch(request.app, body.get("calls"))
+    if NDJSON in request.headers.get("Accept", ""):
+        return web.Response(body=as_lines(replies), content_type=NDJSON)
+    return reply({"code": Code.OK, "msg": "success", "replies": replies})
+
+
+def run_batch(app: web.Application, calls: Any) -> Awaitable[list[Reply]]:
+    """The replies of a batch's calls, in order (a batch of /rpc/batch or /rpc/stream).
+
+    Every call is queued before this returns, so the calls of a batch (and of
+    every batch read in the same tick) share one Redis pipeline. A list that
+    is not 1 to BATCH_MAX calls raises FieldError at once.
+    """
     if not isinstance(calls, list) or not 0 < len(calls) <= BATCH_MAX:
         raise FieldError("calls", f"must be a list of 1 to {BATCH_MAX} calls")
     metrics.BATCH_CALLS.observe(len(calls))
-    app = request.app
     methods = [c.get("method") if isinstance(c, dict) else None for c in calls]
     ids = [batch_call_id(c) for c in calls]
     started = []
     for m, c, rid in zip(methods, calls, ids, strict=True):
         with using(rid):  # log lines of each call carry the id of the request it serves
             started.append(start_call(app, m, c.get("request") if isinstance(c, dict) else None))
+    return _replies(app, methods, ids, started)
+
+
+async def _replies(
+    app: web.Application, methods: list[Any], ids: list[str | None], started: list[Pending]
+) -> list[Reply]:
     replies: list[Reply] = []
     try:
         for pending, rid in zip(started, ids, strict=True):
@@ -85,10 +100,12 @@ async def batch(request: web.Request) -> web.Response:
         for pending in started[len(replies) + 1 :]:
             app[LIFECYCLE].finish_later(pending)
     count_calls(methods, replies)
-    if NDJSON in request.headers.get("Accept", ""):
-        lines = b"\n".join(map(orjson.dumps, replies))
-        return web.Response(body=lines, content_type=NDJSON)
-    return reply({"code": Code.OK, "msg": "success", "replies": replies})
+    return replies
+
+
+def as_lines(replies: list[Reply]) -> bytes:
+    """Replies as NDJSON: one JSON object per line, no newline at the end."""
+    return b"\n".join(map(orjson.dumps, replies))
 
 
 async def metrics_text(request: web.Request) -> web.Response:

@@ -27,6 +27,10 @@ REDIS_COMMANDS = Histogram(
     buckets=SIZE_BUCKETS,
 )  # fmt: skip
 REDIS_ERRORS = Counter("pullchat_redis_errors_total", "Failed Redis round trips", ["kind"])
+BATCH_STREAMS = Gauge(
+    "pullchat_rpc_batch_streams", "Batch streams open (one per front-end worker)",
+    multiprocess_mode="livesum",
+)  # fmt: skip
 WATCH_STREAMS = Gauge(
     "pullchat_rpc_watch_streams", "Watch streams open (one per front-end worker)",
     multiprocess_mode="livesum",

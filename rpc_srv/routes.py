@@ -12,9 +12,10 @@ from contract.wire import (
     METRICS_PATH,
     PULL_PATH,
     SEND_PATH,
+    STREAM_PATH,
     WATCH_PATH,
 )
-from rpc_srv import handlers, watch
+from rpc_srv import handlers, stream, watch
 
 
 def register(app: web.Application) -> None:
@@ -23,6 +24,7 @@ def register(app: web.Application) -> None:
     app.router.add_post(CHATS_PATH, handlers.chats)
     app.router.add_post(MARK_READ_PATH, handlers.mark_read)
     app.router.add_post(BATCH_PATH, handlers.batch)
+    app.router.add_get(STREAM_PATH, stream.stream)
     app.router.add_get(WATCH_PATH, watch.watch)
     app.router.add_get(HEALTH_PATH, handlers.health)
     app.router.add_get(METRICS_PATH, handlers.metrics_text)

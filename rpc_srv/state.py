@@ -8,7 +8,7 @@ draining, by the worker that serves the application (gunicorn_app.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +32,8 @@ class Lifecycle:
         for callback in self.on_drain:
             callback()
 
-    def finish_later(self, pending: Coroutine[Any, Any, Any]) -> None:
-        """Run a queued call to its end in the background (its batch was cancelled)."""
+    def finish_later(self, pending: Awaitable[Any]) -> None:
+        """Run a queued call (or a task) to its end in the background, nobody waiting."""
         task = asyncio.ensure_future(pending)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -101,6 +101,7 @@ async def test_ids_go_with_each_rpc_call_single_and_batched(
         assert await pull("lone-one") == "lone-one"
     assert sorted(i for i in recorder.ids if i is not None) == sorted([*sent, "lone-one"])
     assert None not in recorder.ids
+    # The relay answers no GET, so it refuses /rpc/stream (405): batches go as requests.
     assert recorder.batches >= 1  # some calls went in one /rpc/batch request
     access = (stack.log_dir / "http.log").read_text()
     for rid in [*sent, "lone-one"]:
