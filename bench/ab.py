@@ -813,6 +813,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     opts = parse(argv)
+    stack.raise_file_limit()
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out: Path = opts.out / f"{started}-ab"

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import random
 import re
-import resource
 import statistics
 import sys
 import time
@@ -45,13 +44,6 @@ from bench.measure import measure
 WAIT = 30  # each parked pull's wait: longer than any idle window here
 PARK_BATCH = 250  # waiters connected at once (Sanic's listen backlog is 100)
 SETTLE = 12.0  # after waiters go: their chats' watches linger 10 s, then are dropped
-
-
-def raise_file_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -324,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = args.out / f"{started}-longpoll"
     out.mkdir(parents=True, exist_ok=True)
-    limit = raise_file_limit()
+    limit = stack.raise_file_limit()
     target = stack.start(out / "logs", None, None)
     try:
         client = target.redis()

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import chart, cli, report
+from bench import chart, cli, report, stack
 from bench.plan import Session
 from bench.results import machine_info, write_json
 from http_srv.settings import Settings as HttpSettings
@@ -66,6 +66,7 @@ def write_report(session: Session, meta: dict[str, Any]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     options = cli.parse(argv)
+    stack.raise_file_limit()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     session = Session(options, options.out / stamp)
     signal.signal(signal.SIGTERM, _on_sigterm)

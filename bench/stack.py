@@ -10,6 +10,7 @@ reported only for the processes that can be found behind the ports.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,15 @@ from launcher.stack import ChildFactory, Stack
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def raise_file_limit() -> int:
+    """The open-file limit raised to the hard one, for us and the children we start
+    (a thousand connections need more than a default soft limit of 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 @dataclass
