@@ -42,7 +42,7 @@ from bench import dataset, procstat, stack, wrk_runner
 from bench.measure import measure
 
 WAIT = 30  # each parked pull's wait: longer than any idle window here
-PARK_BATCH = 250  # waiters connected at once (Sanic's listen backlog is 100)
+PARK_BATCH = 250  # waiters connected at once, a step any listen backlog of 256 or more absorbs
 SETTLE = 12.0  # after waiters go: their chats' watches linger 10 s, then are dropped
 
 

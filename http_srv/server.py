@@ -35,6 +35,7 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        backlog=settings.backlog,
         access_log=settings.access_log,
         single_process=single,
         protocol=DeadlineProtocol,

@@ -16,6 +16,9 @@ class Settings:
     workers: int = setting(
         "HTTP_WORKERS", 2, minimum=1, doc="Sanic worker processes (2 measured best on 2 cores)"
     )
+    backlog: int = setting(
+        "HTTP_BACKLOG", 4096, minimum=1, doc="connections queued for accept (capped by somaxconn)"
+    )
     rpc_url: str = setting(
         "RPC_URL", "http://127.0.0.1:8888", doc="the RPC service: one or more URLs, comma-separated"
     )
