@@ -12,19 +12,13 @@ from launcher.procs import free_port, redis_child
 from launcher.stack import Stack
 from rpc_srv.settings import Settings as RpcSettings
 from tests.client import http_call
+from tests.netstat import listeners
 from tests.stacks import StackFactory
 
 
 def listening_addresses(port: int) -> set[str]:
-    """Local addresses with a TCP listener on `port`, from /proc/net/tcp{,6}."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, port_hex = local.rsplit(":", 1)
-            if state == "0A" and int(port_hex, 16) == port:
-                found.add(address)
-    return found
+    """Local addresses with a TCP listener on `port`."""
+    return set(listeners(port))
 
 
 def test_rpc_service_binds_loopback_by_default() -> None:
